@@ -1,0 +1,1 @@
+"""ray-tasks: stand up and operate a Ray cluster on machines you already have, over SSH."""

@@ -1,0 +1,78 @@
+"""SSH host keys: known_hosts is read, new keys recorded (accept-new), changed keys refused.
+
+Fabric 3 would accept any key and read no known_hosts; every connection of ray-tasks goes
+through ``trust()`` below before its first command.
+"""
+
+import os
+import threading
+
+import paramiko
+
+from .report import say
+
+
+class HostKeyRefused(Exception):
+    """The host's key is unknown under the strict policy."""
+
+
+class AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Accept a host seen for the first time and remember its key for known_hosts."""
+
+    def __init__(self, recorded):
+        self.recorded = recorded
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.recorded.append((hostname, key))
+
+
+class Strict(paramiko.MissingHostKeyPolicy):
+    """Refuse a host whose key is not in known_hosts."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise HostKeyRefused(hostname)
+
+
+class AcceptAny(paramiko.MissingHostKeyPolicy):
+    """Accept every key without recording it (host_key_policy: off)."""
+
+    def missing_host_key(self, client, hostname, key):
+        pass
+
+
+class KnownHosts:
+    """One known_hosts file shared by the connections of one task."""
+
+    def __init__(self, path, policy):
+        self.path = os.path.expanduser(path)
+        self.policy = policy
+        self.recorded = []
+        self._lock = threading.Lock()
+        if policy == "off":
+            say("WARNING: host_key_policy is off: SSH host keys are not checked; "
+                "a machine impersonating a node would be trusted.")
+
+    def trust(self, client):
+        """Load known_hosts into ``client`` and set the policy for keys it does not hold."""
+        if self.policy != "off" and os.path.exists(self.path):
+            client.load_system_host_keys(self.path)
+        if self.policy == "accept-new":
+            client.set_missing_host_key_policy(AcceptNew(self.recorded))
+        elif self.policy == "strict":
+            client.set_missing_host_key_policy(Strict())
+        else:
+            client.set_missing_host_key_policy(AcceptAny())
+
+    def save_new(self):
+        """Append the keys accepted on first contact to known_hosts."""
+        with self._lock:
+            if not self.recorded:
+                return
+            os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                for hostname, key in self.recorded:
+                    handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            for hostname, _ in self.recorded:
+                say(f"[{hostname}] new host key recorded in {self.path}")
+            self.recorded.clear()

@@ -1,0 +1,115 @@
+"""Installing Ray on nodes: checks, the wheelhouse, building a venv beside the old one, switching.
+
+A venv is built under ``venvs/`` and only then does ``venv`` point at it, in one rename: a
+failure or Ctrl-C midway leaves the node on its old, working installation.
+"""
+
+import posixpath
+import subprocess
+import sys
+
+from . import ray_commands, report, wheelhouse
+from .node_scripts import source
+from .runner import StepError
+
+NODE_SCRIPTS = ("runtest.py", "cluster_check.py")
+MIN_FREE_BYTES = 1024**3
+
+
+def check_pythons(runner, reference):
+    """Fail every host whose Python differs from the ``reference`` host's (Ray refuses it)."""
+    expected = reference.facts["python"]
+    for host in runner.ready:
+        found = host.facts["python"]
+        if found != expected:
+            runner.fail(host, f"Python {found} here but {expected} on {reference.node}: Ray "
+                        "needs the same Python version on every node (set ray.python to a "
+                        f"{expected} interpreter, or install one)")
+
+
+def check_disk(runner, hosts):
+    """Fail hosts whose installation directory has too little room for a new venv."""
+    for host in hosts:
+        free = host.facts["disk_free"]
+        if free < MIN_FREE_BYTES:
+            runner.fail(host, f"only {free // 2**20} MiB free for {host.home}: Ray's venv needs "
+                        f"about {MIN_FREE_BYTES // 2**20} MiB; free some space or set "
+                        "ray.installation_directory elsewhere")
+
+
+def check_home_length(runner):
+    for host in runner.ready:
+        if len(host.home) > ray_commands.MAX_HOME_LENGTH:
+            runner.fail(host, f"installation directory {host.home} is longer than "
+                        f"{ray_commands.MAX_HOME_LENGTH} characters: Ray's socket paths under "
+                        "it would be too long; choose a shorter ray.installation_directory")
+
+
+def newest_version(python_version):
+    """The newest Ray release on the package index for this Python."""
+    major_minor = "".join(python_version.split(".")[:2])
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "index", "versions", "ray", "--python-version",
+         major_minor, "--disable-pip-version-check"],
+        capture_output=True, text=True,
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("ray (") and line.endswith(")"):
+            return line[len("ray ("):-1]
+    raise StepError("could not find the newest Ray release on the package index: give "
+                    "--version", result.stdout + result.stderr)
+
+
+def push_wheels(runner, settings, reference, hosts):
+    """Download the wheels once for the ``reference`` node's platform and push them."""
+    try:
+        local, cached = wheelhouse.download(settings, reference.facts, [settings.requirement],
+                                            settings.requirement)
+    except StepError as error:
+        for host in hosts:
+            runner.fail(host, error.message)
+        report.host_output("controller", error.output)
+        return []
+    report.say(f"wheelhouse: {settings.requirement} " + ("(cached) " if cached else "")
+               + f"in {local}")
+    return runner.each(
+        lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels", hosts)
+
+
+def build_venv(host, settings):
+    """Build the venv of ``settings.version`` beside the current one (not switched yet)."""
+    venv = ray_commands.venv_path(host.home, settings.version, host.facts["python"])
+    command = ray_commands.create_venv(settings.python, host.home, venv, settings.requirement,
+                                       offline=settings.wheelhouse)
+    try:
+        host.run(command, f"install {settings.requirement} into {venv}")
+    except StepError as error:
+        if "ensurepip is not available" in error.output:
+            error.message += (": this Python lacks venv support (on Debian/Ubuntu: "
+                              "apt-get install python3-venv)")
+        raise
+    host.facts["new_venv"] = venv
+    return f"built {venv}"
+
+
+def switch_venv(host):
+    """Point the node's venv at the one just built; remove all but it and the previous."""
+    new, old = host.facts["new_venv"], host.facts["venv"]
+    keep = [new] + ([old] if old else [])
+    host.run(ray_commands.switch_venv(host.home, new) + " && "
+             + ray_commands.remove_other_venvs(host.home, keep), "switch to the new venv")
+    host.facts["previous_venv"], host.facts["venv"] = old, new
+    return f"now on ray {posixpath.basename(new)[len('ray-'):].split('-py')[0]}"
+
+
+def switch_back(host):
+    """Undo ``switch_venv`` (used when another node could not switch)."""
+    host.run(ray_commands.switch_venv(host.home, host.facts["previous_venv"]),
+             "switch back to the previous venv")
+    return "switched back to the previous venv"
+
+
+def ship_scripts(host):
+    """Copy the node scripts (runtest.py, cluster_check.py) into the installation directory."""
+    for name in NODE_SCRIPTS:
+        host.put(source(name).encode(), posixpath.join(host.home, name))

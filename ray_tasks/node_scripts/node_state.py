@@ -1,0 +1,176 @@
+"""Node side: report this node's installation and Ray processes, stop them, replace workers.
+
+Runs with the node's plain Python (standard library only), before and after Ray is installed.
+The Ray processes of one ray-tasks cluster are those whose environment holds
+RAY_TASKS_HOME=<installation directory>: `ray start` is given it, and every process Ray
+spawns inherits it. Nothing else on the machine is touched (unlike `ray stop`).
+
+    python3 node_state.py probe DIR
+    python3 node_state.py stop DIR [GRACE_SECONDS]
+    python3 node_state.py kill-workers DIR [--force]
+"""
+
+import glob
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+
+MARKER = "RAY_TASKS_HOME"
+AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+EXIT_BUSY = 3
+
+
+def cluster_processes(home):
+    """(pid, comm, title) of every live process of the cluster installed in ``home``."""
+    wanted = f"{MARKER}={home}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if wanted not in handle.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/comm") as handle:
+                comm = handle.read().strip()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                title = handle.read().split(b"\0")[0].decode(errors="replace").strip()
+        except OSError:
+            continue
+        found.append((int(entry), comm, title))
+    return found
+
+
+def is_worker(title):
+    """A Ray worker process (idle or running a task), not one of the node agents."""
+    return title.startswith("ray::") and title not in AGENTS
+
+
+def ray_version(venv):
+    """The Ray release installed in ``venv``, or None."""
+    found = glob.glob(os.path.join(venv, "lib", "python*", "site-packages", "ray-*.dist-info"))
+    if not found:
+        return None
+    return os.path.basename(found[0])[len("ray-"):-len(".dist-info")]
+
+
+def free_bytes(path):
+    """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def probe(home):
+    """Everything a task needs to know about this node, as one JSON object."""
+    venv = os.path.join(home, "venv")
+    target = os.path.realpath(venv) if os.path.islink(venv) else None
+    complete = bool(target) and os.path.exists(os.path.join(target, ".complete"))
+    processes = cluster_processes(home)
+    titles = [title for _, _, title in processes]
+    comms = [comm for _, comm, _ in processes]
+    workers = [title for title in titles if is_worker(title)]
+    code = os.path.join(home, "worker_code")
+    try:
+        with open(os.path.join(home, "cluster.json")) as handle:
+            cluster = json.load(handle)
+    except (OSError, ValueError):
+        cluster = None
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else ""
+    return {
+        "hostname": socket.gethostname(),
+        "home": home,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "glibc": libc.split()[-1] if libc.startswith("glibc") else "",
+        "ray": ray_version(target) if complete else None,
+        "venv": target if complete else None,
+        "worker_code": os.path.basename(os.path.realpath(code)) if os.path.islink(code) else None,
+        "cluster": cluster,
+        "raylet": "raylet" in comms,
+        "gcs": "gcs_server" in comms,
+        "processes": len(processes),
+        "workers": len(workers),
+        "busy": sorted(title for title in workers if "IDLE" not in title),
+        "disk_free": free_bytes(home),
+        "shm_free": free_bytes("/dev/shm") if os.path.isdir("/dev/shm") else 0,
+    }
+
+
+def signal_all(pids, signum):
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def wait_gone(pids, deadline):
+    """Wait until none of ``pids`` is alive or the deadline passes; return those left."""
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [pid for pid in left if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
+    return left
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def stop(home, grace):
+    """Stop the cluster's processes: SIGTERM (GCS last), then SIGKILL what is left."""
+    processes = cluster_processes(home)
+    if not processes:
+        print("nothing running")
+        return 0
+    deadline = time.monotonic() + grace
+    others = [pid for pid, comm, _ in processes if comm != "gcs_server"]
+    gcs = [pid for pid, comm, _ in processes if comm == "gcs_server"]
+    signal_all(others, signal.SIGTERM)
+    left = wait_gone(others, time.monotonic() + grace / 2)
+    signal_all(gcs, signal.SIGTERM)
+    left += wait_gone(gcs, deadline)
+    signal_all(left, signal.SIGKILL)
+    wait_gone(left, time.monotonic() + 2)
+    print(f"stopped {len(processes)} processes ({len(left)} killed after {grace:g}s)")
+    return 0
+
+
+def kill_workers(home, force):
+    """End the Ray worker processes so that new ones, with fresh imports, replace them."""
+    workers = [(pid, title) for pid, _, title in cluster_processes(home) if is_worker(title)]
+    busy = sorted(title for _, title in workers if "IDLE" not in title)
+    if busy and not force:
+        print("busy workers: " + ", ".join(busy))
+        return EXIT_BUSY
+    signal_all([pid for pid, _ in workers], signal.SIGKILL)
+    wait_gone([pid for pid, _ in workers], time.monotonic() + 5)
+    print(f"replaced {len(workers)} worker processes" + (f" ({len(busy)} busy)" if busy else ""))
+    return 0
+
+
+def main(argv):
+    action, home = argv[1], os.path.abspath(argv[2])
+    if action == "probe":
+        print(json.dumps(probe(home)))
+        return 0
+    if action == "stop":
+        return stop(home, float(argv[3]) if len(argv) > 3 else 3.0)
+    if action == "kill-workers":
+        return kill_workers(home, "--force" in argv[3:])
+    print(f"unknown action {action!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

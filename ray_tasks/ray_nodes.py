@@ -1,0 +1,121 @@
+"""Ray on the nodes: start the head, join the others, wait for them, stop, replace workers."""
+
+import json
+import posixpath
+
+from . import ray_commands, shell
+from .runner import StepError
+
+HEAD_START_TIMEOUT = 120
+
+
+def head_address(host, port):
+    """``ip:port`` of the head's GCS, as every node and driver reaches it."""
+    ip = f"[{host.ip}]" if ":" in host.ip else host.ip
+    return f"{ip}:{port}"
+
+
+def cluster_record(settings, address):
+    """What update needs to start the cluster again with the same settings."""
+    return {
+        "head": address,
+        "port": settings.port,
+        "num_workers": settings.num_workers,
+        "object_store_memory": settings.object_store_memory or "",
+        "start_args": settings.start_args,
+    }
+
+
+def write_cluster_files(host, record, token, local):
+    """The Ray token, setup-env.sh (for drivers) and cluster.json (for update) on the node."""
+    host.put(token.encode(), ray_commands.token_path(host.home), mode=0o600)
+    host.put(ray_commands.setup_env(host.home, record["head"], local).encode(),
+             posixpath.join(host.home, "setup-env.sh"))
+    host.put(json.dumps(record, indent=2).encode(), posixpath.join(host.home, "cluster.json"))
+
+
+def _failed_start(host, what, error):
+    """A StepError for a failed ``ray start``, with the tail of the node's Ray log."""
+    logs = host.run(ray_commands.tail_logs(host.home), "read the Ray logs", check=False)
+    host.state("stop", "2", what="clean up after the failed start", check=False)
+    return StepError(f"{what}: {error.message}", error.output + logs.stdout)
+
+
+def start_head(host, settings, local):
+    if host.facts["gcs"]:
+        return "head already running"
+    if host.facts["raylet"]:
+        raise StepError("this node runs Ray as a worker of another head: inv stop first")
+    command = ray_commands.ray_start(settings, host.home, host.ip, settings.num_workers,
+                                     local=local, timeout=HEAD_START_TIMEOUT)
+    try:
+        host.run(command, "start the head")
+    except StepError as error:
+        raise _failed_start(host, "head did not start", error) from None
+    host.facts["gcs"] = host.facts["raylet"] = True
+    return "head started"
+
+
+def join(host, settings, address):
+    if host.facts["raylet"]:
+        return "already running"
+    command = ray_commands.ray_start(settings, host.home, host.ip, settings.num_workers,
+                                     head_address=address, timeout=settings.join_timeout)
+    try:
+        host.run(command, f"join the head at {address}")
+    except StepError as error:
+        raise _failed_start(host, "did not join", error) from None
+    host.facts["raylet"] = True
+    return f"joined {address}"
+
+
+def stop(host):
+    result = host.state("stop", what="stop Ray")
+    host.facts["gcs"] = host.facts["raylet"] = False
+    return result.stdout.strip()
+
+
+def replace_workers(host, force):
+    args = ["--force"] if force else []
+    result = host.state("kill-workers", *args, what="replace the worker processes", check=False)
+    if result.exited == 3:
+        raise StepError(f"tasks are running ({result.stdout.strip()}): wait for them, or "
+                        "use --force to kill them (Ray retries them on fresh workers)")
+    if result.exited != 0:
+        raise StepError("could not replace the worker processes", result.stdout + result.stderr)
+    return result.stdout.strip()
+
+
+def driver(head, script, *args, timeout=None):
+    """Run a node script as a Ray driver on the head (its setup-env.sh sourced)."""
+    home = head.home
+    command = (f". {shell.quote(posixpath.join(home, 'setup-env.sh'))} && "
+               + shell.join(posixpath.join(ray_commands.venv_link(home), "bin", "python"),
+                            posixpath.join(home, script), *args))
+    result = head.run(command, f"run {script} on the head", timeout=timeout, check=False)
+    try:
+        verdict = json.loads(result.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise StepError(f"{script} on the head failed (exit {result.exited})",
+                        result.stdout + result.stderr) from None
+    return verdict
+
+
+def wait_alive(runner, head, hosts, timeout):
+    """Wait until every host is an alive node; fail the others with their Ray log. Returns
+    the per-IP view of the cluster (resources)."""
+    if not hosts:
+        return {}
+    ips = ",".join(host.ip for host in hosts)
+    try:
+        view = driver(head, "cluster_check.py", "wait", ips, str(timeout),
+                      timeout=timeout + 60)
+    except StepError as error:
+        runner.fail(head, error.message, error.output)
+        return {}
+    for host in hosts:
+        if not view["nodes"][host.ip]["alive"]:
+            logs = host.run(ray_commands.tail_logs(host.home), "read the Ray logs", check=False)
+            runner.fail(host, f"not alive in the cluster after {timeout}s (join_timeout)",
+                        logs.stdout)
+    return view["nodes"]

@@ -1,0 +1,266 @@
+"""One connection per node for the whole task, a bounded pool of threads, a result per host.
+
+Every task goes through a Runner: it connects to the selected nodes in parallel (at most
+``parallel`` at a time), probes each once, then runs the task's steps with ``each()``. A host
+that fails a step is reported at once (one line, then its output) and left out of the
+following steps; the other hosts carry on. ``finish()`` prints the summary and exits
+non-zero naming the failed hosts.
+"""
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import socket
+import time
+
+import fabric
+import invoke
+import paramiko
+
+from . import ray_commands, report, shell
+from .hostkeys import HostKeyRefused, KnownHosts
+
+
+class StepError(Exception):
+    """A step failed on one host; ``output`` is what the failing command printed."""
+
+    def __init__(self, message, output=""):
+        super().__init__(message)
+        self.message = message
+        self.output = output
+
+
+@dataclasses.dataclass
+class Outcome:
+    ok: bool = True
+    message: str = ""
+    seconds: float = 0.0
+
+
+_QUIET = {"run": {"hide": True, "warn": True, "in_stream": False}}
+
+
+class Host:
+    """A node with its open connection and what the probe found (``facts``)."""
+
+    def __init__(self, node, settings):
+        self.node = node
+        self.settings = settings
+        self.facts = {}
+        self.ip = node.host
+
+    @property
+    def home(self):
+        """The absolute installation directory on this node."""
+        return self.facts["home"]
+
+    def run(self, command, what, timeout=None, check=True):
+        """Run a shell command; on failure raise StepError saying it could not do ``what``."""
+        timeout = timeout or self.settings.command_timeout
+        try:
+            result = self._run(command, timeout)
+        except invoke.exceptions.CommandTimedOut as error:
+            raise StepError(f"could not {what}: no answer within {timeout}s",
+                            error.result.stdout + error.result.stderr) from None
+        if check and result.exited != 0:
+            output = result.stdout + result.stderr
+            raise StepError(f"could not {what} (exit {result.exited})", output)
+        return result
+
+    def state(self, action, *args, what, check=True):
+        """Run the node_state script with the node's plain Python."""
+        command = ray_commands.node_state(self.settings.python, self.home, action, *args)
+        return self.run(command, what, check=check)
+
+    def probe(self):
+        """Learn the node's installation and Ray state in one round trip."""
+        command = ray_commands.probe(self.settings.python, self.settings.installation_directory)
+        result = self.run(command, "probe the node", check=False)
+        if result.exited == 127 or "not found" in result.stderr and not result.stdout:
+            raise StepError(f"{self.settings.python} not found: install Python 3 on the node "
+                            "or set ray.python to its interpreter", result.stderr)
+        if result.exited != 0:
+            raise StepError(f"could not probe the node (exit {result.exited})",
+                            result.stdout + result.stderr)
+        self.facts = json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class LocalHost(Host):
+    """This machine, without SSH (a nodes file whose only node is localhost)."""
+
+    def __init__(self, node, settings):
+        super().__init__(node, settings)
+        self.ip = "127.0.0.1"
+        self._context = invoke.Context(invoke.Config(overrides=_QUIET))
+
+    def open(self):
+        pass
+
+    def _run(self, command, timeout):
+        return self._context.run(command, timeout=timeout)
+
+    def put(self, data, path, mode=0o644):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode),
+                  "wb") as handle:
+            handle.write(data)
+        os.chmod(path + ".new", mode)
+        os.replace(path + ".new", path)
+
+    def close(self):
+        pass
+
+
+class SshHost(Host):
+    """A node reached over SSH with one Fabric connection."""
+
+    def __init__(self, node, settings, known_hosts):
+        super().__init__(node, settings)
+        connect_kwargs = {
+            "banner_timeout": settings.connect_timeout,
+            "auth_timeout": settings.connect_timeout,
+        }
+        if settings.key_file:
+            connect_kwargs.update(key_filename=settings.key_file, look_for_keys=False)
+        self.connection = fabric.Connection(
+            node.host,
+            user=node.user or settings.username or None,
+            port=node.port,
+            connect_timeout=settings.connect_timeout,
+            connect_kwargs=connect_kwargs,
+            config=fabric.Config(overrides=_QUIET),
+        )
+        known_hosts.trust(self.connection.client)
+
+    def open(self):
+        self.connection.open()
+        self.ip = self.connection.transport.getpeername()[0]
+
+    def _run(self, command, timeout):
+        return self.connection.run("sh -c " + shell.quote(command), timeout=timeout)
+
+    def put(self, data, path, mode=0o644):
+        sftp = self.connection.sftp()
+        with sftp.open(path + ".new", "wb") as handle:
+            handle.chmod(mode)
+            handle.set_pipelined(True)
+            handle.write(data)
+        sftp.posix_rename(path + ".new", path)
+
+    def close(self):
+        self.connection.close()
+
+
+def connect_error(error, host):
+    """One line saying why connecting to ``host`` failed, and what to do about it."""
+    node, settings = host.node, host.settings
+    where = f"{node.host}:{node.port or 22}"
+    if isinstance(error, paramiko.BadHostKeyException):
+        return (f"HOST KEY CHANGED for {where} (expected {error.expected_key.get_name()}, got "
+                f"{error.key.get_name()}): possible impersonation. If the host was "
+                f"reinstalled, remove its old key: ssh-keygen -R {error.hostname}")
+    if isinstance(error, HostKeyRefused):
+        return (f"unknown host key for {where} and host_key_policy is strict: add it to "
+                f"{settings.known_hosts} (ssh-keyscan) or use host_key_policy: accept-new")
+    if isinstance(error, paramiko.PasswordRequiredException):
+        return f"key file {settings.key_file} is encrypted: load it into ssh-agent instead"
+    if isinstance(error, paramiko.AuthenticationException):
+        user = host.connection.user
+        key = settings.key_file or "your default SSH keys"
+        return f"login refused for {user}@{where} with {key}: check username and key_file"
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return f"no answer from {where} within {settings.connect_timeout}s (connect_timeout)"
+    if isinstance(error, paramiko.SSHException):
+        return f"SSH failed with {where}: {error}"
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error)
+        return f"cannot connect to {where}: {reason}"
+    return f"{type(error).__name__}: {error}"
+
+
+class Runner:
+    """The hosts of one task, connected and probed, with the outcome of each."""
+
+    def __init__(self, settings, nodes):
+        self.settings = settings
+        known_hosts = None
+        if not all(node.is_local for node in nodes):
+            known_hosts = KnownHosts(settings.known_hosts, settings.host_key_policy)
+        self.known_hosts = known_hosts
+        self.hosts = [LocalHost(node, settings) if node.is_local
+                      else SshHost(node, settings, known_hosts) for node in nodes]
+        self.outcomes = {str(host.node): Outcome() for host in self.hosts}
+
+    def __enter__(self):
+        if self.settings.key_file and not os.path.isfile(self.settings.key_file):
+            for host in self.hosts:
+                self.fail(host, f"key_file {self.settings.key_file} does not exist")
+        self.each(self._connect)
+        if self.known_hosts:
+            self.known_hosts.save_new()
+        return self
+
+    def __exit__(self, *exc_info):
+        for host in self.hosts:
+            host.close()
+
+    def _connect(self, host):
+        try:
+            host.open()
+        except Exception as error:  # every connection failure becomes a one-line reason
+            raise StepError(connect_error(error, host)) from None
+        host.probe()
+
+    @property
+    def ready(self):
+        """The hosts that have not failed so far."""
+        return [host for host in self.hosts if self.outcomes[str(host.node)].ok]
+
+    def host(self, node):
+        return next(host for host in self.hosts if host.node == node)
+
+    def fail(self, host, message, output=""):
+        """Record that ``host`` failed, and say so."""
+        outcome = self.outcomes[str(host.node)]
+        outcome.ok = False
+        outcome.message = message
+        report.host_line(host.node, f"FAILED: {message}")
+        if output.strip():
+            report.host_output(host.node, output)
+
+    def each(self, step, hosts=None):
+        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool.
+
+        A step returns a message for the host (or None) or raises StepError. Returns the
+        hosts on which the step succeeded, in nodes-file order.
+        """
+        hosts = [host for host in (self.ready if hosts is None else hosts)
+                 if self.outcomes[str(host.node)].ok]
+        if not hosts:
+            return []
+        width = min(self.settings.parallel, len(hosts))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=width) as pool:
+            list(pool.map(lambda host: self._step(step, host), hosts))
+        return [host for host in hosts if self.outcomes[str(host.node)].ok]
+
+    def _step(self, step, host):
+        outcome = self.outcomes[str(host.node)]
+        started = time.monotonic()
+        try:
+            message = step(host)
+        except StepError as error:
+            self.fail(host, error.message, error.output)
+        except Exception as error:  # a lost connection or the like: one line, no traceback
+            self.fail(host, connect_error(error, host) if isinstance(error, OSError)
+                      else f"{type(error).__name__}: {error}")
+        else:
+            if message:
+                outcome.message = message
+                report.host_line(host.node, message)
+        outcome.seconds += time.monotonic() - started
+
+    def finish(self, task):
+        """Print the summary; exit non-zero naming the failed hosts, if any."""
+        report.summary(task, self.outcomes)
+        report.verdict(task, self.outcomes)

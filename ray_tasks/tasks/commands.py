@@ -1,0 +1,35 @@
+"""The exec task: one shell command on every node."""
+
+import posixpath
+
+from invoke import task
+
+from .. import report, shell
+from ..runner import StepError
+from .options import COMMON_HELP, Cluster, common
+
+
+def run_command(host, command):
+    """Run the operator's command in the installation directory, setup-env.sh sourced."""
+    setup = shell.quote(posixpath.join(host.home, "setup-env.sh"))
+    prefix = f"cd {shell.quote(host.home)} 2>/dev/null; [ -f {setup} ] && . {setup}; "
+    result = host.run(prefix + command, "run the command", check=False)
+    output = result.stdout + result.stderr
+    if result.exited != 0:
+        raise StepError(f"exit {result.exited}", output)
+    if output.strip():
+        report.host_output(host.node, output, stream=None)
+    return "ok"
+
+
+@task(auto_shortflags=False, help={**COMMON_HELP, "command": "The shell command to run on each node."})
+def exec_(c, command, nodes=None, hosts=None, key_file=None, username=None,
+          installation_directory=None):
+    """Run a shell command on every node, output prefixed with the host.
+
+    It runs in the installation directory with setup-env.sh sourced, so `ray status` or
+    `python -c 'import ray'` use the cluster's Ray."""
+    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
+    with cluster.runner as runner:
+        runner.each(lambda host: run_command(host, command))
+        runner.finish("exec")

@@ -1,0 +1,135 @@
+"""Tasks that put Ray on the nodes: install, selftest, update."""
+
+import posixpath
+
+from invoke import task
+
+from .. import config, installing, report, shell
+from ..runner import StepError
+from .lifecycle import start_cluster, stop_cluster
+from .options import COMMON_HELP, Cluster, common, user_error
+
+
+def run_selftest(host, expected_version):
+    """runtest.py on one node, in its venv."""
+    python = posixpath.join(host.home, "venv", "bin", "python")
+    result = host.run(shell.join(python, posixpath.join(host.home, "runtest.py"),
+                                 expected_version), "run runtest.py", check=False)
+    if result.exited != 0:
+        raise StepError("self-test failed", result.stdout + result.stderr)
+    return f"self-test ok (ray {expected_version})"
+
+
+@task(auto_shortflags=False, help=COMMON_HELP)
+def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
+             installation_directory=None):
+    """Run the node self-test (runtest.py) on every node.
+
+    Ray imports at the configured version, and a throwaway local Ray, in a private temp
+    directory, runs a task and round-trips an object: a running cluster is not touched."""
+    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
+    with cluster.runner as runner:
+        runner.each(lambda host: run_selftest(host, cluster.settings.version))
+        runner.finish("selftest")
+
+
+def prepare_venvs(cluster, hosts):
+    """Wheelhouse push (if on) and venv build on ``hosts``; returns those that succeeded."""
+    runner, settings = cluster.runner, cluster.settings
+    installing.check_disk(runner, hosts)
+    hosts = [host for host in hosts if host in runner.ready]
+    if hosts and settings.wheelhouse:
+        hosts = installing.push_wheels(runner, settings, cluster.runner.ready[0], hosts)
+    return runner.each(lambda host: installing.build_venv(host, settings), hosts)
+
+
+@task(
+    auto_shortflags=False,
+    help={**COMMON_HELP,
+          "version": "Ray release to install (ray.version).",
+          "wheelhouse": "Download the wheels here once and push them; nodes install offline."},
+    post=[selftest],
+)
+def install(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=None,
+            username=None, installation_directory=None):
+    """Install Ray on every node in its own venv, then run the node self-test.
+
+    Idempotent: a node already at the version says "up to date" and is left alone. Every
+    node's Python must match the head's (Ray refuses a node whose Python differs)."""
+    cluster = Cluster(c, version=version, wheelhouse=wheelhouse or None,
+                      **common(nodes, hosts, key_file, username, installation_directory))
+    settings = cluster.settings
+    with cluster.runner as runner:
+        cluster.stop_here("install")
+        installing.check_pythons(runner, runner.ready[0])
+        installing.check_home_length(runner)
+        for host in runner.ready:
+            if host.facts["raylet"] and host.facts["ray"] != settings.version:
+                runner.fail(host, f"Ray {host.facts['ray']} is running here: use inv update "
+                            f"--version={settings.version} to change the running version")
+        cluster.stop_here("install")
+        needed = [host for host in cluster.selected_hosts()
+                  if host.facts["ray"] != settings.version]
+        for host in cluster.selected_hosts():
+            if host not in needed:
+                report.host_line(host.node, f"up to date (ray {settings.version})")
+                runner.outcomes[str(host.node)].message = "up to date"
+        built = prepare_venvs(cluster, needed)
+        runner.each(installing.switch_venv, built)
+        runner.each(installing.ship_scripts, cluster.selected_hosts())
+        runner.finish("install")
+
+
+@task(auto_shortflags=False, help={**COMMON_HELP,
+            "version": "Ray release to move to (default: the newest on the index).",
+            "wheelhouse": "Download the wheels here once and push them; nodes install offline."})
+def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=None,
+           username=None, installation_directory=None):
+    """Move every node to another Ray release as one step.
+
+    The new venvs are built beside the old ones while the cluster keeps running; then Ray
+    is stopped, every node switched, the cluster started again with the settings it had,
+    and tested. If any node cannot build or switch, every node stays on the old release."""
+    if hosts:
+        user_error("update acts on every node (a cluster runs one Ray version): drop --hosts")
+    cluster = Cluster(c, wheelhouse=wheelhouse or None,
+                      **common(nodes, hosts, key_file, username, installation_directory))
+    with cluster.runner as runner:
+        cluster.stop_here("update")
+        installing.check_pythons(runner, cluster.head)
+        cluster.stop_here("update")
+        if not version:
+            try:
+                version = installing.newest_version(cluster.head.facts["python"])
+            except StepError as error:
+                user_error(error.message)
+            report.say(f"update: newest Ray release on the index is {version}")
+        cluster.settings = config.replace(cluster.settings, version=version)
+        c.config.ray.version = version
+        hosts = runner.ready
+        if all(host.facts["ray"] == version for host in hosts):
+            for host in hosts:
+                runner.outcomes[str(host.node)].message = f"up to date (ray {version})"
+            report.say(f"update: every node already runs ray {version}; nothing to do")
+            runner.finish("update")
+            return
+        record = cluster.head.facts.get("cluster")
+        running = [host for host in hosts if host.facts["raylet"]]
+        needed = [host for host in hosts if host.facts["ray"] != version]
+        if len(prepare_venvs(cluster, needed)) < len(needed):
+            report.say("update: not every node could build the new venv; nothing was switched")
+            runner.finish("update")
+        if running:
+            stop_cluster(cluster, hosts)
+        switched = runner.each(installing.switch_venv, needed)
+        if len(switched) < len(needed):
+            runner.each(installing.switch_back, switched)
+        runner.each(installing.ship_scripts)
+        if running and record and len(switched) == len(needed):
+            start_cluster(cluster, config.replace(
+                cluster.settings, num_workers=record["num_workers"], port=record["port"],
+                object_store_memory=record["object_store_memory"],
+                start_args=record["start_args"]))
+        if len(runner.ready) == len(hosts):
+            runner.each(lambda host: run_selftest(host, version))
+        runner.finish("update")

@@ -1,0 +1,86 @@
+"""The controller downloads Ray's wheels once, for the nodes' platform, and pushes them.
+
+Nodes then install with ``pip --no-index``: they need no internet, and the index is asked
+once per release whatever the number of nodes.
+"""
+
+import os
+import posixpath
+import subprocess
+import sys
+
+from . import ray_commands, shell
+from .runner import StepError
+
+
+def pip_platforms(machine, glibc):
+    """The ``pip download --platform`` values a Linux node with this glibc accepts."""
+    tags = [f"linux_{machine}"]
+    if glibc:
+        major, minor = (int(part) for part in glibc.split(".")[:2])
+        if major == 2:
+            tags += [f"manylinux_2_{m}_{machine}" for m in range(minor, 4, -1)]
+            tags += [f"manylinux{alias}_{machine}" for alias, need in
+                     (("2014", 17), ("2010", 12), ("1", 5)) if minor >= need]
+    return tags
+
+
+def download_command(requirement, dest, python_version, machine, glibc):
+    """The pip command line (a list) that fetches ``requirement`` and its dependencies.
+
+    ``requirement`` is a list of pip arguments: ``["ray==2.60.0"]`` or ``["-r", "req.txt"]``.
+    """
+    major, minor = python_version.split(".")[:2]
+    platform_args = []
+    for tag in pip_platforms(machine, glibc):
+        platform_args += ["--platform", tag]
+    return [
+        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+        "--only-binary=:all:", "--dest", dest,
+        "--implementation", "cp", "--python-version", f"{major}{minor}",
+        "--abi", f"cp{major}{minor}", "--abi", "abi3", "--abi", "none",
+        *platform_args, *requirement,
+    ]
+
+
+def cache_dir(settings, facts, name):
+    """Where the wheels called ``name`` for the nodes' platform are kept locally."""
+    python = ".".join(facts["python"].split(".")[:2])
+    folder = f"{name}-py{python}-{facts['machine']}-glibc{facts['glibc'] or 'none'}"
+    return os.path.join(os.path.expanduser(settings.wheel_cache), folder)
+
+
+def download(settings, facts, requirement, name):
+    """Fetch the wheels of ``requirement`` (pip arguments) once, keeping them as ``name``.
+
+    Returns (directory, whether it was already in ``wheel_cache``).
+    """
+    dest = cache_dir(settings, facts, name)
+    done = os.path.join(dest, ".complete")
+    if os.path.exists(done):
+        return dest, True
+    os.makedirs(dest, exist_ok=True)
+    command = download_command(requirement, dest, facts["python"], facts["machine"],
+                               facts["glibc"])
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StepError(f"could not download the wheels of {name} on this machine",
+                        result.stdout + result.stderr)
+    open(done, "w").close()
+    return dest, False
+
+
+def push(host, local_dir):
+    """Copy the wheels the node lacks into its wheels directory; return the bytes sent."""
+    remote = ray_commands.wheels_dir(host.home)
+    listing = host.run(f"mkdir -p {shell.quote(remote)} && ls {shell.quote(remote)}",
+                       "list the node's wheels").stdout.split()
+    sent = 0
+    for name in sorted(os.listdir(local_dir)):
+        if not name.endswith(".whl") or name in listing:
+            continue
+        with open(os.path.join(local_dir, name), "rb") as handle:
+            data = handle.read()
+        host.put(data, posixpath.join(remote, name))
+        sent += len(data)
+    return sent
