@@ -60,18 +60,17 @@ def newest_version(python_version):
                     "--version", result.stdout + result.stderr)
 
 
-def push_wheels(runner, settings, reference, hosts):
-    """Download the wheels once for the ``reference`` node's platform and push them."""
+def push_wheels(runner, settings, reference, hosts, requirement, name):
+    """Download the wheels of ``requirement`` (pip arguments) once, for the ``reference``
+    node's platform, and push them to ``hosts``; returns the hosts that have them."""
     try:
-        local, cached = wheelhouse.download(settings, reference.facts, [settings.requirement],
-                                            settings.requirement)
+        local, cached = wheelhouse.download(settings, reference.facts, requirement, name)
     except StepError as error:
         for host in hosts:
             runner.fail(host, error.message)
         report.host_output("controller", error.output)
         return []
-    report.say(f"wheelhouse: {settings.requirement} " + ("(cached) " if cached else "")
-               + f"in {local}")
+    report.say(f"wheelhouse: {name} " + ("(cached) " if cached else "") + f"in {local}")
     return runner.each(
         lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels", hosts)
 

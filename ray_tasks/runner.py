@@ -11,6 +11,7 @@ import concurrent.futures
 import dataclasses
 import json
 import os
+import posixpath
 import socket
 import time
 
@@ -142,6 +143,17 @@ class SshHost(Host):
 
     def put(self, data, path, mode=0o644):
         sftp = self.connection.sftp()
+        try:
+            self._write(sftp, data, path, mode)
+        except FileNotFoundError:
+            self.run(shell.join("mkdir", "-p", posixpath.dirname(path)), "create a directory")
+            self._write(sftp, data, path, mode)
+        except OSError as error:
+            raise StepError(f"could not write {path}: {error.strerror or error}") from None
+
+    @staticmethod
+    def _write(sftp, data, path, mode):
+        """Write ``path`` through a temporary name, then rename it into place."""
         with sftp.open(path + ".new", "wb") as handle:
             handle.chmod(mode)
             handle.set_pipelined(True)
@@ -251,9 +263,8 @@ class Runner:
             message = step(host)
         except StepError as error:
             self.fail(host, error.message, error.output)
-        except Exception as error:  # a lost connection or the like: one line, no traceback
-            self.fail(host, connect_error(error, host) if isinstance(error, OSError)
-                      else f"{type(error).__name__}: {error}")
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            self.fail(host, f"lost the connection: {connect_error(error, host)}")
         else:
             if message:
                 outcome.message = message

@@ -25,7 +25,7 @@ class WorkerCodeError(Exception):
 class Bundle:
     archive: bytes
     digest: str
-    has_requirements: bool
+    requirements: str | None
 
 
 def _members(root):
@@ -56,8 +56,19 @@ def pack(directory):
     return Bundle(
         archive=data,
         digest=hashlib.sha256(data).hexdigest()[:16],
-        has_requirements=os.path.isfile(os.path.join(root, "requirements.txt")),
+        requirements=_requirements(root),
     )
+
+
+def _requirements(root):
+    path = os.path.join(root, "requirements.txt")
+    return path if os.path.isfile(path) else None
+
+
+def requirements_name(bundle):
+    """A name for the wheels of the bundle's requirements.txt, changing with its content."""
+    with open(bundle.requirements, "rb") as handle:
+        return "requirements-" + hashlib.sha256(handle.read()).hexdigest()[:12]
 
 
 def sync(host, bundle, offline):
@@ -68,7 +79,7 @@ def sync(host, bundle, offline):
     host.put(bundle.archive, archive)
     host.run(ray_commands.unpack_worker_code(host.home, archive, bundle.digest),
              "unpack the worker code")
-    if bundle.has_requirements:
+    if bundle.requirements:
         requirements = posixpath.join(host.home, "worker_code", "requirements.txt")
         host.run(ray_commands.install_requirements(host.home, requirements, offline),
                  "install the worker code's requirements.txt")

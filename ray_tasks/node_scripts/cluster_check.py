@@ -83,31 +83,54 @@ def pinned(remote_function, node_id):
     )
 
 
-def test(expected):
+def gather(references, timeout):
+    """(value, error) for each reference, waiting at most ``timeout`` seconds in all."""
+    ready, _ = ray.wait(references, num_returns=len(references), timeout=timeout)
+    results = []
+    for reference in references:
+        if reference not in ready:
+            results.append((None, f"no answer within {timeout:g}s"))
+            continue
+        try:
+            results.append((ray.get(reference), None))
+        except Exception as error:  # a task's failure is the finding to report
+            results.append((None, f"{type(error).__name__}: {str(error).splitlines()[0]}"))
+    return results
+
+
+def test(expected, timeout=60):
     alive = alive_nodes()
     nodes = {ip: {"alive": ip in alive, "errors": []} for ip in expected}
     reachable = [ip for ip in expected if ip in alive]
     for ip in expected:
         if ip not in alive:
             nodes[ip]["errors"].append("not an alive node of the cluster")
-    described = ray.get(
-        [pinned(describe_node, alive[ip]["NodeID"]).remote() for ip in reachable], timeout=120
-    )
-    for ip, info in zip(reachable, described):
+    described = gather(
+        [pinned(describe_node, alive[ip]["NodeID"]).remote() for ip in reachable], timeout)
+    for ip, (info, error) in zip(reachable, described):
+        if error:
+            nodes[ip]["errors"].append(f"pinned task failed: {error}")
+            continue
         nodes[ip].update(info)
         if info["ip"] != ip:
             nodes[ip]["errors"].append(f"pinned task ran on {info['ip']}")
-        for name, error in info["import_errors"].items():
-            nodes[ip]["errors"].append(f"worker_code module {name}: {error}")
-    for maker_ip, reader_ip in zip(reachable, reachable[1:] + reachable[:1]):
-        reference = pinned(make_object, alive[maker_ip]["NodeID"]).remote(2 * 1024 * 1024)
-        expected_digest = hashlib.sha256(ray.get(reference, timeout=120)).hexdigest()
-        seen_digest, ran_on = ray.get(
-            pinned(digest, alive[reader_ip]["NodeID"]).remote(reference), timeout=120
-        )
-        nodes[reader_ip]["object_from"] = maker_ip
-        if seen_digest != expected_digest or ran_on != reader_ip:
-            nodes[reader_ip]["errors"].append(f"object made on {maker_ip} read back wrong")
+        for name, import_error in info["import_errors"].items():
+            nodes[ip]["errors"].append(f"worker_code module {name}: {import_error}")
+    working = [ip for ip in reachable if not nodes[ip]["errors"]]
+    pairs = list(zip(working, working[1:] + working[:1]))
+    references = [pinned(make_object, alive[maker]["NodeID"]).remote(2 * 1024 * 1024)
+                  for maker, _ in pairs]
+    made = gather(references, timeout) if pairs else []
+    for (maker, reader), reference, (data, error) in zip(pairs, references, made):
+        if error:
+            nodes[maker]["errors"].append(f"could not make an object: {error}")
+            continue
+        nodes[reader]["object_from"] = maker
+        (result, error), = gather([pinned(digest, alive[reader]["NodeID"]).remote(reference)],
+                                  timeout)
+        if error or result != (hashlib.sha256(data).hexdigest(), reader):
+            nodes[reader]["errors"].append(f"could not read an object made on {maker}: "
+                                           f"{error or 'wrong content'}")
     return {"ok": not any(node["errors"] for node in nodes.values()), "nodes": nodes}
 
 

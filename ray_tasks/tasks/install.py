@@ -39,7 +39,8 @@ def prepare_venvs(cluster, hosts):
     installing.check_disk(runner, hosts)
     hosts = [host for host in hosts if host in runner.ready]
     if hosts and settings.wheelhouse:
-        hosts = installing.push_wheels(runner, settings, cluster.runner.ready[0], hosts)
+        hosts = installing.push_wheels(runner, settings, runner.ready[0], hosts,
+                                       [settings.requirement], settings.requirement)
     return runner.each(lambda host: installing.build_venv(host, settings), hosts)
 
 

@@ -2,7 +2,7 @@
 
 from invoke import task
 
-from .. import config, ray_nodes, report, shell, worker_code
+from .. import config, installing, ray_nodes, report, shell, worker_code
 from .options import COMMON_HELP, Cluster, common, user_errors
 
 START_HELP = {
@@ -28,8 +28,13 @@ def check_installed(cluster):
 
 
 def sync_code(cluster, bundle, hosts):
-    """Ship the worker code to ``hosts``; returns those that have it."""
+    """Ship the worker code to ``hosts`` (with the wheels of its requirements.txt when the
+    wheelhouse is on); returns the hosts that have it."""
     settings = cluster.settings
+    if bundle.requirements and settings.wheelhouse:
+        hosts = installing.push_wheels(cluster.runner, settings, cluster.head, hosts,
+                                       ["-r", bundle.requirements],
+                                       worker_code.requirements_name(bundle))
     return cluster.runner.each(lambda host: worker_code.sync(host, bundle, settings.wheelhouse),
                                hosts)
 
@@ -47,8 +52,9 @@ def start_cluster(cluster, settings, bundle=None):
                              "loads the new code")
     if bundle:
         stopped = sync_code(cluster, bundle, stopped)
-    runner.each(lambda host: ray_nodes.write_cluster_files(host, record, cluster.token,
-                                                              cluster.local), stopped)
+    token = cluster.token
+    runner.each(lambda host: ray_nodes.write_cluster_files(host, record, token, cluster.local),
+                stopped)
     if cluster.head_selected():
         runner.each(lambda host: ray_nodes.start_head(host, settings, cluster.local), [head])
     if head not in runner.ready or not head.facts["gcs"]:
@@ -167,8 +173,9 @@ def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=Non
             runner.each(lambda host: ray_nodes.replace_workers(host, force),
                         [host for host in targets if host is head])
             new_record = dict(record, num_workers=settings.num_workers)
+            token = cluster.token
             runner.each(lambda host: ray_nodes.write_cluster_files(
-                host, new_record, cluster.token, cluster.local), targets)
+                host, new_record, token, cluster.local), targets)
         else:
             runner.each(lambda host: ray_nodes.replace_workers(host, force), targets)
         ray_nodes.wait_alive(runner, head, [host for host in targets if host in runner.ready],

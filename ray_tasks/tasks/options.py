@@ -1,6 +1,7 @@
 """What every task shares: the common flags, their help, and opening the cluster's runner."""
 
 import contextlib
+import functools
 
 from invoke.exceptions import Exit
 
@@ -34,7 +35,8 @@ def user_errors():
     """Turn an operator's mistake (config, nodes file, flags) into a one-line error."""
     try:
         yield
-    except (config.ConfigError, inventory.InventoryError, WorkerCodeError) as error:
+    except (config.ConfigError, inventory.InventoryError, WorkerCodeError,
+            auth_token.TokenError) as error:
         user_error(error)
 
 
@@ -52,10 +54,11 @@ class Cluster:
             reached.insert(0, self.nodes[0])
         self.runner = Runner(self.settings, reached)
 
-    @property
+    @functools.cached_property
     def token(self):
         """The cluster's Ray token, from the controller's auth_token_file (made if missing)."""
-        return auth_token.load_or_create(self.settings.auth_token_file)
+        with user_errors():
+            return auth_token.load_or_create(self.settings.auth_token_file)
 
     @property
     def head(self):

@@ -1,0 +1,77 @@
+"""nodes.txt parsing and host selection."""
+
+import pytest
+
+from ray_tasks.inventory import InventoryError, Node, load_nodes, parse_nodes, select
+
+
+def test_parses_users_ports_ipv6_and_comments():
+    text = """
+    # the head first
+    head.example            # trailing comment
+    alice@10.0.0.2:2222
+    [fe80::1]:22
+    bob@[2001:db8::7]
+    2001:db8::8
+    """
+    nodes = parse_nodes(text)
+    assert nodes == [
+        Node("head.example", line=3),
+        Node("10.0.0.2", user="alice", port=2222, line=4),
+        Node("fe80::1", port=22, line=5),
+        Node("2001:db8::7", user="bob", line=6),
+        Node("2001:db8::8", line=7),
+    ]
+    assert str(nodes[1]) == "alice@10.0.0.2:2222"
+    assert str(nodes[2]) == "[fe80::1]:22"
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("host:0", "bad port '0'"),
+    ("host:65536", "bad port '65536'"),
+    ("host:ssh", "bad port 'ssh'"),
+    ("a b", "one node per line"),
+    ("$(touch)", "bad host name"),
+    ("h;rm -rf", "one node per line"),
+    ("`id`@host", "bad user name"),
+    ("[fe80::1", "missing ']'"),
+    ("[not-ipv6]:22", "bad IPv6 address"),
+    ("-oProxyCommand=x", "bad host name"),
+])
+def test_malformed_line_names_file_line_and_text(line, reason):
+    with pytest.raises(InventoryError) as error:
+        parse_nodes(f"good\n\n{line}\n", filename="nodes.txt")
+    assert str(error.value).startswith("nodes.txt:3: ")
+    assert reason in str(error.value)
+
+
+def test_duplicate_node_is_an_error_naming_both_lines():
+    with pytest.raises(InventoryError, match=r"nodes.txt:2: duplicate node 'root@a' \(already on line 1\)"):
+        parse_nodes("a\nroot@a\n")
+
+
+def test_same_host_on_other_port_is_another_node():
+    assert len(parse_nodes("a:22\na:2222\n")) == 2
+
+
+def test_localhost_alone_is_local_but_not_beside_other_nodes():
+    assert parse_nodes("localhost\n")[0].is_local
+    assert not parse_nodes("root@localhost\n")[0].is_local
+    with pytest.raises(InventoryError, match="only works as the sole node"):
+        parse_nodes("10.0.0.1\nlocalhost\n")
+
+
+def test_empty_and_missing_files_say_what_to_do(tmp_path):
+    with pytest.raises(InventoryError, match="no nodes listed"):
+        parse_nodes("# nothing\n\n")
+    with pytest.raises(InventoryError, match="echo localhost > nodes.txt"):
+        load_nodes(str(tmp_path / "nodes.txt"))
+
+
+def test_select_by_entry_or_host_and_rejects_unknown():
+    nodes = parse_nodes("a\nroot@b:2200\nc\n")
+    assert select(nodes, "") == nodes
+    assert [n.host for n in select(nodes, "c, root@b:2200")] == ["b", "c"]
+    assert [n.host for n in select(nodes, "b")] == ["b"]
+    with pytest.raises(InventoryError, match="'d' is not in the nodes file"):
+        select(nodes, "a,d")

@@ -1,0 +1,195 @@
+"""Every task end to end over real SSH on three namespaced hosts running real Ray.
+
+The scenarios share one cluster and run in order (install, start, restart-workers, update,
+test, the Makefile chain, stop, failures). Each asserts on the hosts' real state, read over
+SSH, not on ray-tasks' own output alone.
+"""
+
+import json
+import os
+import shlex
+import sys
+import textwrap
+
+import pytest
+
+from conftest import REPO, run_inv
+
+OLD_RAY, NEW_RAY = "2.59.0", "2.60.0"
+
+DRIVER = textwrap.dedent("""
+    import json, ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    ray.init(logging_level="ERROR", log_to_driver=False)
+
+    @ray.remote(num_cpus=0)
+    def where():
+        import socket, probe_mod
+        return socket.gethostname(), probe_mod.VALUE
+
+    seen = {}
+    for node in ray.nodes():
+        if node["Alive"]:
+            strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            name, value = ray.get(where.options(scheduling_strategy=strategy).remote(),
+                                  timeout=120)
+            seen[name] = {"value": value, "cpus": node["Resources"].get("CPU")}
+    print(json.dumps(seen))
+""")
+
+
+@pytest.fixture(scope="module")
+def worker_dir(netns_cluster):
+    path = os.path.join(netns_cluster.base, "worker")
+    os.makedirs(path)
+    set_module_value(path, "v1")
+    return path
+
+
+def set_module_value(worker_dir, value):
+    with open(os.path.join(worker_dir, "probe_mod.py"), "w") as handle:
+        handle.write(f"VALUE = {value!r}\n")
+
+
+def run_driver(cluster):
+    """The driver on the head, as an operator would run it: setup-env.sh, then python."""
+    head = cluster.hosts[0]
+    result = cluster.ssh(head, f". /root/ray/setup-env.sh && python -c {shlex.quote(DRIVER)}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def venv_versions(cluster):
+    versions = {}
+    for host in cluster.hosts:
+        result = cluster.ssh(host, "/root/ray/venv/bin/python -c 'import ray; print(ray.__version__)'")
+        versions[host.name] = result.stdout.strip() or result.stderr.strip()
+    return versions
+
+
+def ray_processes(cluster, host):
+    result = cluster.ssh(host, "ps -eo pid=,comm=,args=")
+    return [line for line in result.stdout.splitlines()
+            if any(word in line for word in ("raylet", "gcs_server", "ray::", "/ray/venv"))]
+
+
+def test_install_older_release_offline_from_wheelhouse(netns_cluster, cluster_env):
+    for host in netns_cluster.hosts:
+        routes = netns_cluster.ssh(host, "ip route").stdout
+        assert "default" not in routes, "test hosts must have no way out"
+    first = run_inv("install", f"--version={OLD_RAY}", env=cluster_env)
+    assert first.returncode == 0, first.output
+    assert venv_versions(netns_cluster) == {host.name: OLD_RAY for host in netns_cluster.hosts}
+    venvs = {host.name: netns_cluster.ssh(host, "readlink /root/ray/venv; "
+                                          "stat -c %Y /root/ray/venv/.complete").stdout
+             for host in netns_cluster.hosts}
+
+    second = run_inv("install", f"--version={OLD_RAY}", env=cluster_env)
+    assert second.returncode == 0, second.output
+    assert second.output.count("up to date (ray 2.59.0)") == len(netns_cluster.hosts)
+    assert "(cached)" not in second.output and "pushed" not in second.output
+    assert venvs == {host.name: netns_cluster.ssh(host, "readlink /root/ray/venv; "
+                                                  "stat -c %Y /root/ray/venv/.complete").stdout
+                     for host in netns_cluster.hosts}
+
+
+def test_start_joins_every_host_and_driver_runs_worker_code(netns_cluster, cluster_env,
+                                                            worker_dir):
+    result = run_inv("start", f"--worker-dir={worker_dir}", "--num-workers=2", env=cluster_env)
+    assert result.returncode == 0, result.output
+    assert "attach a driver on the head" in result.output
+    seen = run_driver(netns_cluster)
+    assert seen == {host.name: {"value": "v1", "cpus": 2.0} for host in netns_cluster.hosts}
+
+
+def test_second_start_leaves_running_cluster_alone(netns_cluster, cluster_env, worker_dir):
+    head = netns_cluster.hosts[0]
+    gcs = netns_cluster.ssh(head, "pgrep -x gcs_server").stdout
+    result = run_inv("start", f"--worker-dir={worker_dir}", env=cluster_env)
+    assert result.returncode == 0, result.output
+    assert "head already running" in result.output
+    assert result.output.count("already running") == len(netns_cluster.hosts)
+    assert netns_cluster.ssh(head, "pgrep -x gcs_server").stdout == gcs
+
+
+def test_restart_workers_loads_new_code_and_keeps_gcs(netns_cluster, cluster_env, worker_dir):
+    head = netns_cluster.hosts[0]
+    gcs_before = netns_cluster.ssh(head, "pgrep -x gcs_server").stdout.strip()
+    assert gcs_before
+    set_module_value(worker_dir, "v2")
+    result = run_inv("restart-workers", f"--worker-dir={worker_dir}", env=cluster_env)
+    assert result.returncode == 0, result.output
+    seen = run_driver(netns_cluster)
+    assert {name: info["value"] for name, info in seen.items()} == {
+        host.name: "v2" for host in netns_cluster.hosts}
+    assert netns_cluster.ssh(head, "pgrep -x gcs_server").stdout.strip() == gcs_before
+
+
+def test_update_moves_every_host_and_restarts_with_same_settings(netns_cluster, cluster_env):
+    result = run_inv("update", f"--version={NEW_RAY}", env=cluster_env)
+    assert result.returncode == 0, result.output
+    assert venv_versions(netns_cluster) == {host.name: NEW_RAY for host in netns_cluster.hosts}
+    seen = run_driver(netns_cluster)
+    assert seen == {host.name: {"value": "v2", "cpus": 2.0} for host in netns_cluster.hosts}
+
+
+def test_test_passes_then_names_the_host_whose_ray_died(netns_cluster, cluster_env):
+    passing = run_inv("test", env=cluster_env)
+    assert passing.returncode == 0, passing.output
+    victim = netns_cluster.hosts[2]
+    killed = netns_cluster.ssh(victim, "pkill -9 -x raylet; sleep 1; pgrep -x raylet")
+    assert killed.stdout.strip() == ""
+    failing = run_inv("test", env=cluster_env)
+    assert failing.returncode != 0
+    assert f"test failed on 1 of 3 nodes: {victim.ip}" in failing.output, failing.output
+    assert "Traceback" not in failing.output
+
+
+def test_makefile_chain_install_start_test(netns_cluster, cluster_env, worker_dir):
+    env = dict(cluster_env, INVOKE_RAY_WORKER_DIR=worker_dir, INVOKE_RAY_VERSION=NEW_RAY,
+               PYTHON=sys.executable)
+    result = run_inv(command=["make", "-C", REPO, "cluster"], env=env)
+    assert result.returncode == 0, result.output
+    assert "test: summary" in result.output
+    seen = run_driver(netns_cluster)
+    assert set(seen) == {host.name for host in netns_cluster.hosts}
+
+
+def test_stop_leaves_no_ray_process(netns_cluster, cluster_env):
+    result = run_inv("stop", env=cluster_env)
+    assert result.returncode == 0, result.output
+    for host in netns_cluster.hosts:
+        assert ray_processes(netns_cluster, host) == []
+    again = run_inv("stop", env=cluster_env)
+    assert again.returncode == 0 and again.output.count("nothing running") == 3, again.output
+
+
+def test_unreachable_host_fails_start_fast_and_rerun_with_hosts_completes(
+        netns_cluster, cluster_env, worker_dir):
+    nodes = os.path.join(netns_cluster.base, "nodes-with-dead-host.txt")
+    live = [host.ip for host in netns_cluster.hosts]
+    with open(nodes, "w") as handle:
+        handle.write("\n".join(live + [netns_cluster.unused_ip]) + "\n")
+    env = dict(cluster_env, INVOKE_RAY_NODES=nodes, INVOKE_RAY_CONNECT_TIMEOUT="5")
+    failed = run_inv("start", f"--worker-dir={worker_dir}", env=env, timeout=120)
+    assert failed.returncode != 0
+    assert netns_cluster.unused_ip in failed.output.splitlines()[-2], failed.output
+    assert "Traceback" not in failed.output
+    rerun = run_inv("start", f"--worker-dir={worker_dir}", f"--hosts={','.join(live)}",
+                    env=env)
+    assert rerun.returncode == 0, rerun.output
+    assert set(run_driver(netns_cluster)) == {host.name for host in netns_cluster.hosts}
+    assert run_inv("stop", f"--hosts={','.join(live)}", env=env).returncode == 0
+
+
+def test_malformed_nodes_file_fails_before_any_ssh(netns_cluster, cluster_env):
+    nodes = os.path.join(netns_cluster.base, "nodes-malformed.txt")
+    with open(nodes, "w") as handle:
+        handle.write(f"{netns_cluster.hosts[0].ip}\n\n{netns_cluster.hosts[1].ip}:99999\n")
+    known_hosts = os.path.join(netns_cluster.base, "fresh_known_hosts")
+    env = dict(cluster_env, INVOKE_RAY_NODES=nodes, INVOKE_RAY_KNOWN_HOSTS=known_hosts)
+    result = run_inv("start", env=env)
+    assert result.returncode == 2
+    assert f"{nodes}:3: bad port '99999'" in result.output
+    assert "Traceback" not in result.output
+    assert not os.path.exists(known_hosts), "no host may be contacted"

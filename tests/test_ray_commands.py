@@ -1,0 +1,83 @@
+"""Command building: exact text, and hostile values that must never run as shell."""
+
+import subprocess
+
+import pytest
+
+from ray_tasks import config, ray_commands, shell, wheelhouse
+
+HOSTILE = ["$(touch pwned)", "`touch pwned`", "a; touch pwned", "it's", 'say "hi"',
+           "with space", "$HOME", "a\nb", "--flag"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_quoted_values_reach_the_program_unchanged(tmp_path, value):
+    command = shell.join("printf", "%s", value)
+    out = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True)
+    assert out.stdout == value
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_home_relative_expands_home_only():
+    out = subprocess.run(["sh", "-c", "printf %s " + shell.home_relative("~/dir $(x)")],
+                         capture_output=True, text=True, env={"HOME": "/h"})
+    assert out.stdout == "/h/dir $(x)"
+
+
+def test_env_assignments_quote_values_and_check_names():
+    assert shell.env_assignments({"A": "x y", "B": "$(z)"}) == "A='x y' B='$(z)'"
+    with pytest.raises(ValueError):
+        shell.env_assignments({"A;B": "1"})
+
+
+def test_ray_start_for_head_and_worker():
+    settings = config.from_mapping({"object_store_memory": "100M",
+                                    "start_args": "--resources='{\"x\": 1}'"})
+    head = ray_commands.ray_start(settings, "/r", "10.0.0.1", 4, timeout=120)
+    assert head.startswith("cd /r && env RAY_TASKS_HOME=/r PYTHONPATH=/r/worker_code ")
+    assert "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/r/auth_token" in head
+    assert head.endswith(
+        "timeout 120 /r/venv/bin/ray start --head --port=6379 --dashboard-host=127.0.0.1 "
+        "--node-ip-address=10.0.0.1 --num-cpus=4 --temp-dir=/r/tmp --disable-usage-stats "
+        "--object-store-memory=104857600 '--resources={\"x\": 1}'")
+    worker = ray_commands.ray_start(settings, "/r", "10.0.0.2", 4, head_address="10.0.0.1:6379")
+    assert "--address=10.0.0.1:6379 --node-ip-address=10.0.0.2" in worker
+    assert "--head" not in worker and "timeout" not in worker
+
+
+def test_hostile_values_reach_ray_start_as_plain_arguments(tmp_path):
+    home = tmp_path / "it's a $(dir)"
+    fake_ray = home / "venv" / "bin" / "ray"
+    fake_ray.parent.mkdir(parents=True)
+    fake_ray.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake_ray.chmod(0o755)
+    settings = config.from_mapping({"start_args": "--x='$(touch pwned)' ; `touch pwned2`"})
+    command = ray_commands.ray_start(settings, str(home), "1.2.3.4", 1)
+    out = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-3:] == ["--x=$(touch pwned)", ";", "`touch", "pwned2`"][-3:]
+    assert "--x=$(touch pwned)" in out.stdout.splitlines()
+    assert not list(tmp_path.glob("pwned*")) and not list(home.glob("pwned*"))
+
+
+def test_setup_env_exports_cluster_and_never_the_token():
+    text = ray_commands.setup_env("/r", "10.0.0.1:6379", local=False)
+    assert "export RAY_ADDRESS=10.0.0.1:6379" in text
+    assert "export RAY_AUTH_TOKEN_PATH=/r/auth_token" in text
+    assert "RAY_TASKS_HOME" not in text and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in text
+    out = subprocess.run(["sh", "-c", text + 'printf "%s|%s" "$PYTHONPATH" "$PATH"'],
+                         capture_output=True, text=True, env={"PATH": "/bin", "PYTHONPATH": "/p"})
+    assert out.stdout == "/r/worker_code:/p|/r/venv/bin:/bin"
+
+
+def test_create_venv_offline_uses_only_the_wheelhouse():
+    command = ray_commands.create_venv("python3", "/r", "/r/venvs/v", "ray==2.60.0", True)
+    assert "--no-index --find-links /r/wheels ray==2.60.0" in command
+    assert command.endswith("touch /r/venvs/v/.complete")
+
+
+def test_pip_platforms_for_glibc():
+    tags = wheelhouse.pip_platforms("x86_64", "2.36")
+    assert tags[:2] == ["linux_x86_64", "manylinux_2_36_x86_64"]
+    assert "manylinux_2_17_x86_64" in tags and "manylinux2014_x86_64" in tags
+    assert "manylinux1_x86_64" in tags and "manylinux_2_4_x86_64" not in tags
