@@ -14,6 +14,7 @@ namespace = Collection(
     lifecycle.restart_workers,
     checks.test,
     checks.status,
+    checks.dashboard,
 )
 namespace.add_task(commands.exec_, name="exec")
 namespace.configure({"ray": DEFAULTS})

@@ -88,7 +88,7 @@ def build_venv(host, settings):
                               "apt-get install python3-venv)")
         raise
     host.facts["new_venv"] = venv
-    return f"built {venv}"
+    return f"ready: {venv}"
 
 
 def switch_venv(host):

@@ -38,9 +38,10 @@ def wheels_dir(home):
 
 
 def create_venv(python, home, venv, requirement, offline):
-    """Build a fresh venv holding ``requirement``; it counts as complete once .complete exists."""
+    """Build a fresh venv holding ``requirement``, unless a complete one is there already
+    (the previous release, kept for a fast switch back). Complete means .complete exists."""
     pip_source = ["--no-index", "--find-links", wheels_dir(home)] if offline else []
-    return " && ".join([
+    build = " && ".join([
         shell.join("mkdir", "-p", posixpath.dirname(venv)),
         shell.join("rm", "-rf", venv),
         shell.join(python, "-m", "venv", venv),
@@ -48,6 +49,7 @@ def create_venv(python, home, venv, requirement, offline):
                    "--disable-pip-version-check", *pip_source, requirement),
         shell.join("touch", posixpath.join(venv, ".complete")),
     ])
+    return f"[ -f {shell.quote(posixpath.join(venv, '.complete'))} ] || {{ {build}; }}"
 
 
 def switch_venv(home, venv):

@@ -107,8 +107,9 @@ def test_second_start_leaves_running_cluster_alone(netns_cluster, cluster_env, w
     gcs = netns_cluster.ssh(head, "pgrep -x gcs_server").stdout
     result = run_inv("start", f"--worker-dir={worker_dir}", env=cluster_env)
     assert result.returncode == 0, result.output
-    assert "head already running" in result.output
-    assert result.output.count("already running") == len(netns_cluster.hosts)
+    assert "] head already running" in result.output
+    assert result.output.count("] already running") == len(netns_cluster.hosts) - 1
+    assert "nothing to do" in result.output
     assert netns_cluster.ssh(head, "pgrep -x gcs_server").stdout == gcs
 
 
@@ -161,7 +162,7 @@ def test_stop_leaves_no_ray_process(netns_cluster, cluster_env):
     for host in netns_cluster.hosts:
         assert ray_processes(netns_cluster, host) == []
     again = run_inv("stop", env=cluster_env)
-    assert again.returncode == 0 and again.output.count("nothing running") == 3, again.output
+    assert again.returncode == 0 and again.output.count("] nothing running") == 3, again.output
 
 
 def test_unreachable_host_fails_start_fast_and_rerun_with_hosts_completes(

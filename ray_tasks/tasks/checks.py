@@ -1,35 +1,15 @@
 """Tasks that look at the cluster: test and status."""
 
 import posixpath
+import threading
 
 from invoke import task
 
-from .. import ray_nodes, report, shell
-from ..runner import StepError
-from .install import run_selftest
+from .. import report, shell
+from ..verify import cluster_test, run_selftest
 from .options import COMMON_HELP, Cluster, common
 
-
-def cluster_test(cluster):
-    """The whole-cluster test, run as a driver on the head; failures go to their nodes."""
-    runner, head = cluster.runner, cluster.head
-    hosts = cluster.selected_hosts()
-    if not head.facts["gcs"]:
-        runner.fail(head, "the cluster is not running: use inv start")
-        return {}
-    try:
-        verdict = ray_nodes.driver(head, "cluster_check.py", "test",
-                                   ",".join(host.ip for host in hosts), timeout=300)
-    except StepError as error:
-        runner.fail(head, error.message, error.output)
-        return {}
-    for host in hosts:
-        errors = verdict["nodes"][host.ip]["errors"]
-        if errors:
-            runner.fail(host, "; ".join(errors))
-        else:
-            runner.outcomes[str(host.node)].message = "node and cluster tests ok"
-    return verdict["nodes"]
+DASHBOARD_PORT = 8265
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -83,3 +63,31 @@ def status(c, nodes=None, hosts=None, key_file=None, username=None,
             result = head.run(f". {setup} && ray status", "run ray status", check=False)
             report.say("\nray status (on the head):\n" + (result.stdout or result.stderr))
         runner.finish("status")
+
+
+@task(auto_shortflags=False, help={**COMMON_HELP,
+                                   "local-port": "Port on this machine for the tunnel."})
+def dashboard(c, local_port=8265, nodes=None, hosts=None, key_file=None, username=None,
+              installation_directory=None):
+    """Open an SSH tunnel to the head's dashboard (it listens on the head's 127.0.0.1 only).
+
+    Prints the local URL and keeps the tunnel open until Ctrl-C."""
+    cluster = Cluster(c, head_only=True,
+                      **common(nodes, hosts, key_file, username, installation_directory))
+    with cluster.runner as runner:
+        cluster.stop_here("dashboard")
+        head = cluster.head
+        if not head.facts["gcs"]:
+            runner.fail(head, "the cluster is not running: use inv start")
+            runner.finish("dashboard")
+        url = f"http://127.0.0.1:{local_port}"
+        if cluster.local:
+            report.say(f"dashboard: {url}")
+            return
+        with head.connection.forward_local(int(local_port), remote_port=DASHBOARD_PORT,
+                                           remote_host="127.0.0.1", local_host="127.0.0.1"):
+            report.say(f"dashboard of {head.node}: {url}  (Ctrl-C closes the tunnel)")
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                report.say("tunnel closed")

@@ -1,23 +1,12 @@
 """Tasks that put Ray on the nodes: install, selftest, update."""
 
-import posixpath
-
 from invoke import task
 
-from .. import config, installing, report, shell
+from .. import config, installing, report
 from ..runner import StepError
+from ..verify import cluster_test, run_selftest
 from .lifecycle import start_cluster, stop_cluster
 from .options import COMMON_HELP, Cluster, common, user_error
-
-
-def run_selftest(host, expected_version):
-    """runtest.py on one node, in its venv."""
-    python = posixpath.join(host.home, "venv", "bin", "python")
-    result = host.run(shell.join(python, posixpath.join(host.home, "runtest.py"),
-                                 expected_version), "run runtest.py", check=False)
-    if result.exited != 0:
-        raise StepError("self-test failed", result.stdout + result.stderr)
-    return f"self-test ok (ray {expected_version})"
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -124,13 +113,16 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             stop_cluster(cluster, hosts)
         switched = runner.each(installing.switch_venv, needed)
         if len(switched) < len(needed):
+            report.say("update: not every node could switch; switching the others back")
             runner.each(installing.switch_back, switched)
         runner.each(installing.ship_scripts)
-        if running and record and len(switched) == len(needed):
+        if running and record:
             start_cluster(cluster, config.replace(
                 cluster.settings, num_workers=record["num_workers"], port=record["port"],
                 object_store_memory=record["object_store_memory"],
                 start_args=record["start_args"]))
         if len(runner.ready) == len(hosts):
             runner.each(lambda host: run_selftest(host, version))
+            if running:
+                cluster_test(cluster)
         runner.finish("update")

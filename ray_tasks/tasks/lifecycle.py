@@ -46,6 +46,8 @@ def start_cluster(cluster, settings, bundle=None):
     address = ray_nodes.head_address(head, settings.port)
     record = ray_nodes.cluster_record(settings, address)
     stopped = [host for host in cluster.selected_hosts() if not host.facts["raylet"]]
+    if not stopped:
+        report.say("start: every node is already running; nothing to do")
     for host in cluster.selected_hosts():
         if host.facts["raylet"] and bundle and host.facts["worker_code"] != bundle.digest:
             report.host_line(host.node, "running with other worker code: inv restart-workers "

@@ -1,0 +1,176 @@
+"""Safe by default, on the namespaced cluster: host keys, login errors, the Ray token,
+hostile values, preflight, an update that fails on one node, and a scoped stop."""
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import run_inv
+from test_multinode import NEW_RAY, OLD_RAY, ray_processes, run_driver, venv_versions
+
+
+@pytest.fixture(scope="module")
+def running(netns_cluster, cluster_env):
+    """The cluster installed at NEW_RAY and running."""
+    for args in (("install", f"--version={NEW_RAY}"), ("start",)):
+        result = run_inv(*args, env=cluster_env)
+        assert result.returncode == 0, result.output
+    return cluster_env
+
+
+def status(env, **overrides):
+    return run_inv("status", env=dict(env, **overrides))
+
+
+def test_changed_host_key_is_refused_naming_the_host(netns_cluster, running, tmp_path):
+    h1, h2, _ = netns_cluster.hosts
+    lines = open(netns_cluster.known_hosts).read().splitlines()
+    h1_key = next(line for line in lines if line.startswith(h1.ip + " ")).split(" ", 1)[1]
+    forged = tmp_path / "known_hosts"
+    forged.write_text("".join(f"{h2.ip} {h1_key}\n" if line.startswith(h2.ip + " ")
+                              else line + "\n" for line in lines))
+    result = status(running, INVOKE_RAY_KNOWN_HOSTS=str(forged))
+    assert result.returncode == 1
+    assert f"HOST KEY CHANGED for {h2.ip}:22" in result.output
+    assert f"ssh-keygen -R {h2.ip}" in result.output
+    assert f"status failed on 1 of 3 nodes: {h2.ip}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_accept_new_records_keys_once_and_strict_refuses_unknown(netns_cluster, running,
+                                                                 tmp_path):
+    fresh = tmp_path / "known_hosts"
+    assert status(running, INVOKE_RAY_KNOWN_HOSTS=str(fresh)).returncode == 0
+    recorded = fresh.read_text()
+    assert sorted(line.split()[0] for line in recorded.splitlines()) == sorted(
+        host.ip for host in netns_cluster.hosts)
+    assert status(running, INVOKE_RAY_KNOWN_HOSTS=str(fresh)).returncode == 0
+    assert fresh.read_text() == recorded
+
+    strict = status(running, INVOKE_RAY_KNOWN_HOSTS=str(tmp_path / "empty"),
+                    INVOKE_RAY_HOST_KEY_POLICY="strict")
+    assert strict.returncode == 1
+    assert strict.output.count("unknown host key for") >= len(netns_cluster.hosts)
+    assert not (tmp_path / "empty").exists()
+
+
+def test_bad_keys_give_one_line_per_host(netns_cluster, running, tmp_path):
+    missing = status(running, INVOKE_RAY_KEY_FILE=str(tmp_path / "nope"))
+    assert missing.returncode == 1
+    assert f"key_file {tmp_path / 'nope'} does not exist" in missing.output
+    other_key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)],
+                   check=True)
+    wrong = status(running, INVOKE_RAY_KEY_FILE=str(other_key))
+    assert wrong.returncode == 1
+    for host in netns_cluster.hosts:
+        assert f"login refused for root@{host.ip}:22 with {other_key}" in wrong.output
+    assert "Traceback" not in missing.output + wrong.output
+
+
+def test_token_stays_secret_and_is_required(netns_cluster, running):
+    head = netns_cluster.hosts[0]
+    token = open(running["INVOKE_RAY_AUTH_TOKEN_FILE"]).read().strip()
+    for host in netns_cluster.hosts:
+        assert netns_cluster.ssh(host, "stat -c %a /root/ray/auth_token").stdout.strip() == "600"
+        assert token not in netns_cluster.ssh(host, "ps -eo args").stdout
+        environments = netns_cluster.ssh(host, "cat /proc/[0-9]*/environ | tr '\\0' '\\n'")
+        assert token not in environments.stdout
+    assert oct(os.stat(running["INVOKE_RAY_AUTH_TOKEN_FILE"]).st_mode & 0o777) == "0o600"
+
+    no_token = netns_cluster.ssh(
+        head, f"RAY_ADDRESS={head.ip}:6379 timeout 60 /root/ray/venv/bin/python -c "
+              "'import ray; ray.init()'")
+    assert no_token.returncode != 0
+    assert "InvalidAuthToken" in no_token.stdout + no_token.stderr
+
+    rogue = netns_cluster.hosts[2]
+    assert run_inv("stop", f"--hosts={rogue.ip}", env=running).returncode == 0
+    joined = netns_cluster.ssh(
+        rogue, f"timeout 45 /root/ray/venv/bin/ray start --address={head.ip}:6379 "
+               f"--node-ip-address={rogue.ip} --temp-dir=/tmp/rogue --num-cpus=1; "
+               "echo exit=$?; /root/ray/venv/bin/ray stop --force >/dev/null 2>&1", timeout=120)
+    assert "exit=0" not in joined.stdout
+    assert "InvalidAuthToken" in joined.stdout + joined.stderr
+    assert run_inv("start", f"--hosts={rogue.ip}", env=running).returncode == 0
+
+
+def test_hostile_values_never_run_as_shell(netns_cluster, running):
+    head = netns_cluster.hosts[0]
+    directory = "/root/x $(touch /root/pwned1);`touch /root/pwned2`"
+    result = run_inv("status", f"--installation-directory={directory}", env=running)
+    assert result.returncode == 0, result.output
+    bad_version = run_inv("install", env=dict(running,
+                                              INVOKE_RAY_VERSION="2.60.0; touch /root/pwned3"))
+    assert bad_version.returncode == 2
+    assert "version: '2.60.0; touch /root/pwned3' is not a Ray release number" in \
+        bad_version.output
+    no_nodes = run_inv("exec", "true", env=dict(running, INVOKE_RAY_NODES=os.devnull))
+    assert no_nodes.returncode == 2 and "no nodes listed" in no_nodes.output
+    listing = netns_cluster.ssh(head, "ls /root")
+    assert "pwned" not in listing.stdout
+    assert "Traceback" not in result.output + bad_version.output
+
+
+def test_preflight_full_disk_stops_install_before_touching_any_node(netns_cluster, running):
+    victim = netns_cluster.hosts[2]
+    mount = netns_cluster.ssh(victim, "mkdir -p /root/tiny && "
+                                      "mount -t tmpfs -o size=256k tmpfs /root/tiny")
+    assert mount.returncode == 0, mount.stderr
+    try:
+        result = run_inv("install", "--installation-directory=/root/tiny/ray", env=running)
+        assert result.returncode == 1
+        assert f"[{victim.ip}] FAILED: only 0 MiB free for /root/tiny/ray" in result.output
+        for host in netns_cluster.hosts:
+            assert netns_cluster.ssh(host, "test -e /root/tiny/ray/venvs").returncode != 0
+    finally:
+        netns_cluster.ssh(victim, "umount /root/tiny; rmdir /root/tiny")
+
+
+def test_failed_update_leaves_every_node_on_the_old_release(netns_cluster, running):
+    head, _, victim = netns_cluster.hosts
+    gcs = netns_cluster.ssh(head, "pgrep -x gcs_server").stdout.strip()
+    blocked = f"/root/ray/venvs/ray-{OLD_RAY}-py3.11.2"
+    mount = netns_cluster.ssh(victim, f"mkdir -p {blocked} && "
+                                      f"mount -t tmpfs -o size=64k tmpfs {blocked}")
+    assert mount.returncode == 0, mount.stderr
+    try:
+        failed = run_inv("update", f"--version={OLD_RAY}", env=running)
+    finally:
+        netns_cluster.ssh(victim, f"umount {blocked}")
+    assert failed.returncode == 1
+    assert f"update failed on 1 of 3 nodes: {victim.ip}" in failed.output
+    assert "nothing was switched" in failed.output
+    assert venv_versions(netns_cluster) == {host.name: NEW_RAY for host in netns_cluster.hosts}
+    assert netns_cluster.ssh(head, "pgrep -x gcs_server").stdout.strip() == gcs
+
+    retried = run_inv("update", f"--version={OLD_RAY}", env=running)
+    assert retried.returncode == 0, retried.output
+    assert venv_versions(netns_cluster) == {host.name: OLD_RAY for host in netns_cluster.hosts}
+    back = run_inv("update", f"--version={NEW_RAY}", env=running)
+    assert back.returncode == 0, back.output
+    assert venv_versions(netns_cluster) == {host.name: NEW_RAY for host in netns_cluster.hosts}
+    assert len(run_driver(netns_cluster)) == 3
+
+
+def test_stop_spares_another_ray_on_the_same_host(netns_cluster, running):
+    neighbour = netns_cluster.hosts[1]
+    other = netns_cluster.ssh(
+        neighbour, "RAY_AUTH_MODE=disabled /root/ray/venv/bin/ray start --head --port=6500 "
+                   f"--node-ip-address={neighbour.ip} --temp-dir=/tmp/other --num-cpus=1 "
+                   "--object-store-memory=80000000 --include-dashboard=false "
+                   "--disable-usage-stats >/dev/null 2>&1; pgrep -x gcs_server", timeout=180)
+    assert other.returncode == 0, other.stderr
+    try:
+        result = run_inv("stop", env=running)
+        assert result.returncode == 0, result.output
+        survivors = netns_cluster.ssh(neighbour, "pgrep -a gcs_server").stdout
+        assert "--gcs_server_port=6500" in survivors
+        assert len(survivors.splitlines()) == 1
+        for host in netns_cluster.hosts:
+            if host is not neighbour:
+                assert ray_processes(netns_cluster, host) == []
+    finally:
+        netns_cluster.ssh(neighbour, "/root/ray/venv/bin/ray stop --force >/dev/null 2>&1")
+    assert ray_processes(netns_cluster, neighbour) == []
