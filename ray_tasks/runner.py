@@ -136,7 +136,19 @@ class SshHost(Host):
 
     def open(self):
         self.connection.open()
-        self.ip = self.connection.transport.getpeername()[0]
+        transport = self.connection.transport
+        self.ip = transport.getpeername()[0]
+        watch_liveness(transport, self.settings.connect_timeout)
+
+    def run(self, command, what, timeout=None, check=True):
+        result = super().run(command, what, timeout, check=False)
+        if result.exited == -1 and not self.connection.is_connected:
+            raise StepError(f"lost the connection while trying to {what}: the host stopped "
+                            f"answering", result.stdout + result.stderr)
+        if check and result.exited != 0:
+            raise StepError(f"could not {what} (exit {result.exited})",
+                            result.stdout + result.stderr)
+        return result
 
     def _run(self, command, timeout):
         return self.connection.run("sh -c " + shell.quote(command), timeout=timeout)
@@ -162,6 +174,16 @@ class SshHost(Host):
 
     def close(self):
         self.connection.close()
+
+
+def watch_liveness(transport, connect_timeout):
+    """Drop the connection of a host that stops answering (network down, machine gone)
+    after about 3 x connect_timeout, instead of waiting out a whole command timeout: SSH
+    keepalives keep data in flight, and TCP gives up when it stays unacknowledged."""
+    transport.set_keepalive(max(1, connect_timeout // 3))
+    sock = transport.sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 3000 * connect_timeout)
 
 
 def connect_error(error, host):

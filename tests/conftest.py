@@ -28,6 +28,25 @@ def run_inv(*args, env=None, cwd=REPO, timeout=1200, command=None):
     return result
 
 
+def start_inv(env, *args):
+    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def read_until(process, text, timeout=300):
+    """Lines of the process's output up to the first containing ``text``."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"never saw {text!r} in:\n{''.join(lines)}")
+
+
 @pytest.fixture(scope="session")
 def netns_cluster():
     """Three hosts (h1 head, h2, h3) reached over real SSH. Skips where namespaces cannot
@@ -77,3 +96,16 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "multi-node scenario times")
         for name, seconds, outcome in SCENARIO_TIMES:
             terminalreporter.write_line(f"{seconds:8.1f}s  {outcome:7}  {name}")
+
+
+NEW_RAY, OLD_RAY = "2.60.0", "2.59.0"
+
+
+@pytest.fixture(scope="module")
+def running(netns_cluster, cluster_env):
+    """The test cluster with Ray NEW_RAY installed and running (stopped afterwards)."""
+    for args in (("install", f"--version={NEW_RAY}"), ("start",)):
+        result = run_inv(*args, env=cluster_env)
+        assert result.returncode == 0, result.output
+    yield cluster_env
+    run_inv("stop", env=cluster_env)

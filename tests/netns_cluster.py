@@ -23,7 +23,8 @@ def unavailable_reason():
         return "needs root (network, PID and mount namespaces)"
     for tool in (SSHD, shutil.which("ip"), shutil.which("unshare"), shutil.which("ssh-keygen")):
         if not tool or not os.path.exists(tool):
-            return f"missing {tool or 'ip/unshare/ssh-keygen'} (apt-get install openssh-server iproute2)"
+            return (f"missing {tool or 'ip/unshare/ssh-keygen'} "
+                    "(apt-get install openssh-server iproute2)")
     return None
 
 
@@ -33,7 +34,8 @@ def _run(*args):
 
 class Host:
     def __init__(self, name, ip, namespace, veth, folder):
-        self.name, self.ip, self.namespace, self.veth, self.folder = name, ip, namespace, veth, folder
+        self.name, self.ip, self.namespace = name, ip, namespace
+        self.veth, self.folder = veth, folder
         self.process = None
 
     def init_pid(self):
@@ -120,6 +122,11 @@ class NetnsCluster:
         _run(*inside, "ip", "addr", "add", f"{host.ip}/24", "dev", "eth0")
         _run(*inside, "ip", "link", "set", "eth0", "up")
         _run(*inside, "ip", "link", "set", "lo", "up")
+        self._boot(host)
+
+    def _boot(self, host):
+        """Start the host's namespaces with sshd as their first process."""
+        config = os.path.join(host.folder, "sshd_config")
         boot = " && ".join([
             f"hostname {host.name}",
             f"mount --bind {host.folder}/root /root",
@@ -132,8 +139,8 @@ class NetnsCluster:
         ])
         log = open(os.path.join(host.folder, "boot.log"), "w")
         host.process = subprocess.Popen(
-            [*inside, "unshare", "--pid", "--fork", "--mount", "--uts", "--mount-proc",
-             "--kill-child=SIGKILL", "sh", "-c", boot],
+            ["ip", "netns", "exec", host.namespace, "unshare", "--pid", "--fork", "--mount",
+             "--uts", "--mount-proc", "--kill-child=SIGKILL", "sh", "-c", boot],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()
@@ -173,6 +180,11 @@ class NetnsCluster:
             except subprocess.TimeoutExpired:
                 host.process.kill()
                 host.process.wait()
+
+    def restart_host(self, host):
+        """Boot a stopped host again, as after a reboot: its disk (/root) is kept."""
+        self._boot(host)
+        self._wait_ssh(host)
 
     def close(self):
         for host in self.hosts:

@@ -46,7 +46,8 @@ def test_malformed_line_names_file_line_and_text(line, reason):
 
 
 def test_duplicate_node_is_an_error_naming_both_lines():
-    with pytest.raises(InventoryError, match=r"nodes.txt:2: duplicate node 'root@a' \(already on line 1\)"):
+    message = r"nodes.txt:2: duplicate node 'root@a' \(already on line 1\)"
+    with pytest.raises(InventoryError, match=message):
         parse_nodes("a\nroot@a\n")
 
 

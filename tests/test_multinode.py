@@ -5,38 +5,13 @@ test, the Makefile chain, stop, failures). Each asserts on the hosts' real state
 SSH, not on ray-tasks' own output alone.
 """
 
-import json
 import os
-import shlex
 import sys
-import textwrap
 
 import pytest
 
-from conftest import REPO, run_inv
-
-OLD_RAY, NEW_RAY = "2.59.0", "2.60.0"
-
-DRIVER = textwrap.dedent("""
-    import json, ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    ray.init(logging_level="ERROR", log_to_driver=False)
-
-    @ray.remote(num_cpus=0)
-    def where():
-        import socket, probe_mod
-        return socket.gethostname(), probe_mod.VALUE
-
-    seen = {}
-    for node in ray.nodes():
-        if node["Alive"]:
-            strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-            name, value = ray.get(where.options(scheduling_strategy=strategy).remote(),
-                                  timeout=120)
-            seen[name] = {"value": value, "cpus": node["Resources"].get("CPU")}
-    print(json.dumps(seen))
-""")
-
+from conftest import NEW_RAY, OLD_RAY, REPO, run_inv
+from host_state import ray_processes, run_driver, venv_versions
 
 @pytest.fixture(scope="module")
 def worker_dir(netns_cluster):
@@ -49,28 +24,6 @@ def worker_dir(netns_cluster):
 def set_module_value(worker_dir, value):
     with open(os.path.join(worker_dir, "probe_mod.py"), "w") as handle:
         handle.write(f"VALUE = {value!r}\n")
-
-
-def run_driver(cluster):
-    """The driver on the head, as an operator would run it: setup-env.sh, then python."""
-    head = cluster.hosts[0]
-    result = cluster.ssh(head, f". /root/ray/setup-env.sh && python -c {shlex.quote(DRIVER)}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def venv_versions(cluster):
-    versions = {}
-    for host in cluster.hosts:
-        result = cluster.ssh(host, "/root/ray/venv/bin/python -c 'import ray; print(ray.__version__)'")
-        versions[host.name] = result.stdout.strip() or result.stderr.strip()
-    return versions
-
-
-def ray_processes(cluster, host):
-    result = cluster.ssh(host, "ps -eo pid=,comm=,args=")
-    return [line for line in result.stdout.splitlines()
-            if any(word in line for word in ("raylet", "gcs_server", "ray::", "/ray/venv"))]
 
 
 def test_install_older_release_offline_from_wheelhouse(netns_cluster, cluster_env):

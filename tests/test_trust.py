@@ -2,21 +2,16 @@
 hostile values, preflight, an update that fails on one node, and a scoped stop."""
 
 import os
+import signal
+import socket
 import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 
-from conftest import run_inv
-from test_multinode import NEW_RAY, OLD_RAY, ray_processes, run_driver, venv_versions
-
-
-@pytest.fixture(scope="module")
-def running(netns_cluster, cluster_env):
-    """The cluster installed at NEW_RAY and running."""
-    for args in (("install", f"--version={NEW_RAY}"), ("start",)):
-        result = run_inv(*args, env=cluster_env)
-        assert result.returncode == 0, result.output
-    return cluster_env
+from conftest import NEW_RAY, OLD_RAY, read_until, run_inv, start_inv
+from host_state import ray_processes, run_driver, venv_versions
 
 
 def status(env, **overrides):
@@ -96,6 +91,24 @@ def test_token_stays_secret_and_is_required(netns_cluster, running):
     assert run_inv("start", f"--hosts={rogue.ip}", env=running).returncode == 0
 
 
+def test_dashboard_is_reached_only_through_the_tunnel(netns_cluster, running):
+    head = netns_cluster.hosts[0]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((head.ip, 8265), timeout=5)
+    process = start_inv(running, "dashboard", "--local-port=18265")
+    try:
+        read_until(process, "dashboard of", timeout=60)
+        try:
+            status = urllib.request.urlopen("http://127.0.0.1:18265/", timeout=20).status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        assert status in (200, 401)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=20)[0]
+    assert "tunnel closed" in output
+
+
 def test_hostile_values_never_run_as_shell(netns_cluster, running):
     head = netns_cluster.hosts[0]
     directory = "/root/x $(touch /root/pwned1);`touch /root/pwned2`"
@@ -151,7 +164,7 @@ def test_failed_update_leaves_every_node_on_the_old_release(netns_cluster, runni
     back = run_inv("update", f"--version={NEW_RAY}", env=running)
     assert back.returncode == 0, back.output
     assert venv_versions(netns_cluster) == {host.name: NEW_RAY for host in netns_cluster.hosts}
-    assert len(run_driver(netns_cluster)) == 3
+    assert len(run_driver(netns_cluster, "greetings", "VERSION")) == 3
 
 
 def test_stop_spares_another_ray_on_the_same_host(netns_cluster, running):

@@ -24,20 +24,19 @@ def alive_nodes():
 
 
 def wait(expected, timeout):
+    """Wait until every expected IP is an alive node (or the timeout); report every node
+    that is expected or alive."""
     deadline = time.monotonic() + timeout
     while True:
         alive = alive_nodes()
         if all(ip in alive for ip in expected) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    nodes = {}
+    nodes = {ip: {"alive": True, "resources": record["Resources"]}
+             for ip, record in alive.items()}
     for ip in expected:
-        record = alive.get(ip)
-        nodes[ip] = {
-            "alive": record is not None,
-            "resources": record["Resources"] if record else {},
-        }
-    return {"ok": all(node["alive"] for node in nodes.values()), "nodes": nodes}
+        nodes.setdefault(ip, {"alive": False, "resources": {}})
+    return {"ok": all(nodes[ip]["alive"] for ip in expected), "nodes": nodes}
 
 
 def worker_code_modules():

@@ -22,7 +22,8 @@ def run_command(host, command):
     return "ok"
 
 
-@task(auto_shortflags=False, help={**COMMON_HELP, "command": "The shell command to run on each node."})
+@task(auto_shortflags=False,
+      help={**COMMON_HELP, "command": "The shell command to run on each node."})
 def exec_(c, command, nodes=None, hosts=None, key_file=None, username=None,
           installation_directory=None):
     """Run a shell command on every node, output prefixed with the host.

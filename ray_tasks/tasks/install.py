@@ -25,8 +25,6 @@ def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
 def prepare_venvs(cluster, hosts):
     """Wheelhouse push (if on) and venv build on ``hosts``; returns those that succeeded."""
     runner, settings = cluster.runner, cluster.settings
-    installing.check_disk(runner, hosts)
-    hosts = [host for host in hosts if host in runner.ready]
     if hosts and settings.wheelhouse:
         hosts = installing.push_wheels(runner, settings, runner.ready[0], hosts,
                                        [settings.requirement], settings.requirement)
@@ -57,9 +55,10 @@ def install(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=
             if host.facts["raylet"] and host.facts["ray"] != settings.version:
                 runner.fail(host, f"Ray {host.facts['ray']} is running here: use inv update "
                             f"--version={settings.version} to change the running version")
-        cluster.stop_here("install")
         needed = [host for host in cluster.selected_hosts()
                   if host.facts["ray"] != settings.version]
+        installing.check_disk(runner, needed)
+        cluster.stop_here("install")
         for host in cluster.selected_hosts():
             if host not in needed:
                 report.host_line(host.node, f"up to date (ray {settings.version})")
@@ -106,6 +105,8 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
         record = cluster.head.facts.get("cluster")
         running = [host for host in hosts if host.facts["raylet"]]
         needed = [host for host in hosts if host.facts["ray"] != version]
+        installing.check_disk(runner, needed)
+        cluster.stop_here("update")
         if len(prepare_venvs(cluster, needed)) < len(needed):
             report.say("update: not every node could build the new venv; nothing was switched")
             runner.finish("update")

@@ -64,9 +64,19 @@ def start_cluster(cluster, settings, bundle=None):
             if host is not head:
                 runner.fail(host, f"not started: the head {head.node} is not running")
         return {}
-    others = [host for host in cluster.selected_hosts() if host is not head]
-    runner.each(lambda host: ray_nodes.join(host, settings, address), others)
-    return ray_nodes.wait_alive(runner, head, cluster.selected_hosts(), settings.join_timeout)
+    others = [host for host in stopped if host is not head]
+    joined = runner.each(lambda host: ray_nodes.join(host, settings, address), others)
+    view = ray_nodes.wait_alive(runner, head, [head, *joined], settings.join_timeout)
+    stale = [host for host in cluster.selected_hosts() if host is not head
+             and host not in joined and not view.get(host.ip, {}).get("alive")]
+    if stale and head in runner.ready:
+        for host in stale:
+            report.host_line(host.node, "Ray runs here but the node is not in the cluster: "
+                                        "restarting it")
+        runner.each(ray_nodes.stop, stale)
+        rejoined = runner.each(lambda host: ray_nodes.join(host, settings, address), stale)
+        view.update(ray_nodes.wait_alive(runner, head, rejoined, settings.join_timeout))
+    return view
 
 
 def stop_cluster(cluster, hosts):

@@ -1,0 +1,62 @@
+"""Faults on the namespaced cluster: a host's network goes down during `start`, a host dies
+during `install`. Each: a clear error naming the host within a bounded time, the other hosts
+done, nothing lost, and a rerun that completes once the fault is gone."""
+
+import subprocess
+import time
+
+from conftest import NEW_RAY, OLD_RAY, read_until, run_inv, start_inv
+from host_state import run_driver, venv_versions
+
+
+def test_network_down_during_start(netns_cluster, running):
+    head, _, victim = netns_cluster.hosts
+    env = dict(running, INVOKE_RAY_CONNECT_TIMEOUT="5", INVOKE_RAY_JOIN_TIMEOUT="30")
+    assert run_inv("stop", env=env).returncode == 0
+    started = time.monotonic()
+    process = start_inv(env, "start")
+    try:
+        read_until(process, f"[{head.ip}] head started")
+        subprocess.run(["ip", "link", "set", netns_cluster.hosts[2].veth, "down"], check=True)
+        output = process.communicate(timeout=240)[0]
+    finally:
+        subprocess.run(["ip", "link", "set", victim.veth, "up"], check=True)
+    assert process.returncode == 1, output
+    assert time.monotonic() - started < 180, "a dead host must cost a bounded time"
+    assert f"start failed on 1 of 3 nodes: {victim.ip}" in output
+    assert "Traceback" not in output
+
+    rerun = run_inv("start", env=env)
+    assert rerun.returncode == 0, rerun.output
+    assert set(run_driver(netns_cluster, "greetings", "VERSION")) == {host.name for host in netns_cluster.hosts}
+
+
+def test_host_dies_during_install_then_rerun_completes(netns_cluster, running):
+    victim = netns_cluster.hosts[2]
+    assert run_inv("stop", env=running).returncode == 0
+    for host in netns_cluster.hosts:
+        netns_cluster.ssh(host, f"rm -rf /root/ray/venvs/ray-{OLD_RAY}-*")
+    process = start_inv(running, "install", f"--version={OLD_RAY}")
+    try:
+        read_until(process, "wheelhouse:")
+        deadline = time.monotonic() + 120
+        while netns_cluster.ssh(victim, "ls -d /root/ray/venvs/ray-2.59*/lib").returncode:
+            assert time.monotonic() < deadline, "the new venv never appeared"
+            time.sleep(0.2)
+        netns_cluster.stop_host(victim)
+        output = process.communicate(timeout=600)[0]
+    finally:
+        if victim.init_pid() is None:
+            netns_cluster.restart_host(victim)
+    assert process.returncode == 1, output
+    assert f"install failed on 1 of 3 nodes: {victim.ip}" in output
+    assert "Traceback" not in output
+    versions = venv_versions(netns_cluster)
+    assert versions == {"h1": OLD_RAY, "h2": OLD_RAY, "h3": NEW_RAY}, \
+        "the dead host keeps its old, working installation"
+
+    rerun = run_inv("install", f"--version={OLD_RAY}", env=running)
+    assert rerun.returncode == 0, rerun.output
+    assert venv_versions(netns_cluster) == {host.name: OLD_RAY for host in netns_cluster.hosts}
+    back = run_inv("install", f"--version={NEW_RAY}", "start", env=running)
+    assert back.returncode == 0, back.output
