@@ -138,10 +138,10 @@ def ray_start(settings, home, ip, num_cpus, head_address=None, local=False, time
             + shell.join(*limit, posixpath.join(venv_link(home), "bin", "ray"), "start", *args))
 
 
-def probe(python, installation_directory):
+def probe(python, installation_directory, port):
     """Report the node's installation and Ray state as JSON (``~`` is the login user's home)."""
     return (shell.join(python, "-c", source("node_state.py"), "probe") + " "
-            + shell.home_relative(installation_directory))
+            + shell.home_relative(installation_directory) + " " + shell.quote(port))
 
 
 def node_state(python, home, action, *args):

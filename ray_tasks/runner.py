@@ -76,7 +76,8 @@ class Host:
 
     def probe(self):
         """Learn the node's installation and Ray state in one round trip."""
-        command = ray_commands.probe(self.settings.python, self.settings.installation_directory)
+        command = ray_commands.probe(self.settings.python, self.settings.installation_directory,
+                                     self.settings.port)
         result = self.run(command, "probe the node", check=False)
         if result.exited == 127 or "not found" in result.stderr and not result.stdout:
             raise StepError(f"{self.settings.python} not found: install Python 3 on the node "

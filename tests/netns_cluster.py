@@ -159,15 +159,17 @@ class NetnsCluster:
         with open(os.path.join(host.folder, "boot.log")) as handle:
             raise RuntimeError(f"host {host.name} did not start sshd: {handle.read()}")
 
+    def ssh_args(self, host, command):
+        """The ssh command line that runs ``command`` on ``host``."""
+        return ["ssh", "-i", self.key, "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={self.base}/test_known_hosts",
+                "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=5",
+                f"root@{host.ip}", command]
+
     def ssh(self, host, command, timeout=120):
         """Run a command on a host over real SSH; returns the CompletedProcess."""
-        return subprocess.run(
-            ["ssh", "-i", self.key, "-o", "BatchMode=yes",
-             "-o", f"UserKnownHostsFile={self.base}/test_known_hosts",
-             "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=5",
-             f"root@{host.ip}", command],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-        )
+        return subprocess.run(self.ssh_args(host, command), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
 
     def stop_host(self, host):
         """End a host: SIGKILL its first process, which ends everything inside it."""

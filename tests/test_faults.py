@@ -28,7 +28,8 @@ def test_network_down_during_start(netns_cluster, running):
 
     rerun = run_inv("start", env=env)
     assert rerun.returncode == 0, rerun.output
-    assert set(run_driver(netns_cluster, "greetings", "VERSION")) == {host.name for host in netns_cluster.hosts}
+    seen = run_driver(netns_cluster, "greetings", "VERSION")
+    assert set(seen) == {host.name for host in netns_cluster.hosts}
 
 
 def test_host_dies_during_install_then_rerun_completes(netns_cluster, running):

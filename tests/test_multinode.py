@@ -6,7 +6,10 @@ SSH, not on ray-tasks' own output alone.
 """
 
 import os
+import shlex
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -77,6 +80,35 @@ def test_restart_workers_loads_new_code_and_keeps_gcs(netns_cluster, cluster_env
     assert {name: info["value"] for name, info in seen.items()} == {
         host.name: "v2" for host in netns_cluster.hosts}
     assert netns_cluster.ssh(head, "pgrep -x gcs_server").stdout.strip() == gcs_before
+
+
+def test_restart_workers_refuses_while_tasks_run(netns_cluster, cluster_env, worker_dir):
+    head = netns_cluster.hosts[0]
+    hold = ("import ray, time\nray.init()\n@ray.remote\ndef hold():\n    time.sleep(300)\n"
+            "ref = hold.remote()\ntime.sleep(300)\n")
+    driver = subprocess.Popen(
+        netns_cluster.ssh_args(head, f". /root/ray/setup-env.sh && python -c {shlex.quote(hold)}"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not any("ray::hold" in line for host in netns_cluster.hosts
+                      for line in ray_processes(netns_cluster, host)):
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.5)
+        refused = run_inv("restart-workers", f"--worker-dir={worker_dir}", env=cluster_env)
+        assert refused.returncode == 1
+        assert "tasks are running (ray::hold)" in refused.output
+    finally:
+        driver.kill()
+        driver.wait()
+
+
+def test_exec_runs_on_every_host_with_prefixed_output(netns_cluster, cluster_env):
+    result = run_inv("exec", "hostname && ray --version", env=cluster_env)
+    assert result.returncode == 0, result.output
+    for host in netns_cluster.hosts:
+        assert f"[{host.ip}] | {host.name}" in result.output
+    assert result.output.count(f"ray, version {OLD_RAY}") == 3
 
 
 def test_update_moves_every_host_and_restarts_with_same_settings(netns_cluster, cluster_env):

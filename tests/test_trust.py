@@ -141,6 +141,27 @@ def test_preflight_full_disk_stops_install_before_touching_any_node(netns_cluste
         netns_cluster.ssh(victim, "umount /root/tiny; rmdir /root/tiny")
 
 
+def test_preflight_busy_head_port_and_small_shm_start_nothing(netns_cluster, running):
+    head = netns_cluster.hosts[0]
+    assert run_inv("stop", env=running).returncode == 0
+    listener = netns_cluster.ssh(
+        head, "nohup python3 -c 'import socket, time; s = socket.socket(); "
+              "s.bind((\"0.0.0.0\", 6379)); s.listen(); time.sleep(120)' "
+              ">/dev/null 2>&1 & echo $!")
+    try:
+        busy = run_inv("start", env=running)
+    finally:
+        netns_cluster.ssh(head, f"kill {listener.stdout.strip()}")
+    assert busy.returncode == 1
+    assert f"[{head.ip}] FAILED: port 6379 is in use on the head" in busy.output
+    small = run_inv("start", env=dict(running, INVOKE_RAY_OBJECT_STORE_MEMORY="2G"))
+    assert small.returncode == 1
+    assert small.output.count("less than the object store (2048 MiB)") >= 3
+    for host in netns_cluster.hosts:
+        assert ray_processes(netns_cluster, host) == []
+    assert run_inv("start", env=running).returncode == 0
+
+
 def test_failed_update_leaves_every_node_on_the_old_release(netns_cluster, running):
     head, _, victim = netns_cluster.hosts
     gcs = netns_cluster.ssh(head, "pgrep -x gcs_server").stdout.strip()

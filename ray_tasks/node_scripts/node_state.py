@@ -5,7 +5,7 @@ The Ray processes of one ray-tasks cluster are those whose environment holds
 RAY_TASKS_HOME=<installation directory>: `ray start` is given it, and every process Ray
 spawns inherits it. Nothing else on the machine is touched (unlike `ray stop`).
 
-    python3 node_state.py probe DIR
+    python3 node_state.py probe DIR PORT
     python3 node_state.py stop DIR [GRACE_SECONDS]
     python3 node_state.py kill-workers DIR [--force]
 """
@@ -66,7 +66,17 @@ def free_bytes(path):
     return stat.f_bavail * stat.f_frsize
 
 
-def probe(home):
+def port_free(port):
+    """Whether a TCP port can be listened on here (Ray's head needs its GCS port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
+        try:
+            probe_socket.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def probe(home, port):
     """Everything a task needs to know about this node, as one JSON object."""
     venv = os.path.join(home, "venv")
     target = os.path.realpath(venv) if os.path.islink(venv) else None
@@ -97,6 +107,7 @@ def probe(home):
         "processes": len(processes),
         "workers": len(workers),
         "busy": sorted(title for title in workers if "IDLE" not in title),
+        "port_free": port_free(port),
         "disk_free": free_bytes(home),
         "shm_free": free_bytes("/dev/shm") if os.path.isdir("/dev/shm") else 0,
     }
@@ -162,7 +173,7 @@ def kill_workers(home, force):
 def main(argv):
     action, home = argv[1], os.path.abspath(argv[2])
     if action == "probe":
-        print(json.dumps(probe(home)))
+        print(json.dumps(probe(home, int(argv[3]))))
         return 0
     if action == "stop":
         return stop(home, float(argv[3]) if len(argv) > 3 else 3.0)

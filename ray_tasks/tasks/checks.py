@@ -1,7 +1,9 @@
 """Tasks that look at the cluster: test and status."""
 
 import posixpath
+import socket
 import threading
+import time
 
 from invoke import task
 
@@ -65,6 +67,17 @@ def status(c, nodes=None, hosts=None, key_file=None, username=None,
         runner.finish("status")
 
 
+def wait_listening(port, timeout=10):
+    """Wait until the tunnel's local end accepts connections (it opens in a thread)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 @task(auto_shortflags=False, help={**COMMON_HELP,
                                    "local-port": "Port on this machine for the tunnel."})
 def dashboard(c, local_port=8265, nodes=None, hosts=None, key_file=None, username=None,
@@ -86,6 +99,7 @@ def dashboard(c, local_port=8265, nodes=None, hosts=None, key_file=None, usernam
             return
         with head.connection.forward_local(int(local_port), remote_port=DASHBOARD_PORT,
                                            remote_host="127.0.0.1", local_host="127.0.0.1"):
+            wait_listening(int(local_port))
             report.say(f"dashboard of {head.node}: {url}  (Ctrl-C closes the tunnel)")
             try:
                 threading.Event().wait()

@@ -13,9 +13,19 @@ START_HELP = {
 }
 
 
-def check_installed(cluster):
-    """Every node holds Ray, at the head's version, under the head's Python."""
-    runner, head = cluster.runner, cluster.head
+def check_ready_to_start(cluster):
+    """Every node holds Ray at the head's version under the head's Python, has room in
+    /dev/shm for its object store, and the head's port is free unless the head runs."""
+    runner, head, settings = cluster.runner, cluster.head, cluster.settings
+    if head in runner.ready and not head.facts["gcs"] and not head.facts["port_free"]:
+        runner.fail(head, f"port {settings.port} is in use on the head (another Ray, or "
+                    "Redis?): stop it or set ray.port")
+    store = settings.object_store_memory
+    for host in runner.ready:
+        if store and not host.facts["raylet"] and host.facts["shm_free"] < store:
+            runner.fail(host, f"/dev/shm has {host.facts['shm_free'] // 2**20} MiB free, less "
+                        f"than the object store ({store // 2**20} MiB): free it or lower "
+                        "ray.object_store_memory")
     for host in runner.ready:
         if not host.facts["ray"]:
             runner.fail(host, f"Ray is not installed in {host.home}: run inv install")
@@ -131,7 +141,7 @@ def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file
         bundle = worker_code.pack(cluster.settings.worker_dir)
     with cluster.runner as runner:
         cluster.stop_here("start")
-        check_installed(cluster)
+        check_ready_to_start(cluster)
         cluster.stop_here("start")
         view = start_cluster(cluster, cluster.settings, bundle)
         print_cluster(cluster, view)
