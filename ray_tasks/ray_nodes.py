@@ -57,8 +57,6 @@ def start_head(host, settings, local):
 
 
 def join(host, settings, address):
-    if host.facts["raylet"]:
-        return "already running"
     command = ray_commands.ray_start(settings, host.home, host.ip, settings.num_workers,
                                      head_address=address, timeout=settings.join_timeout)
     try:

@@ -67,8 +67,12 @@ def free_bytes(path):
 
 
 def port_free(port):
-    """Whether a TCP port can be listened on here (Ray's head needs its GCS port)."""
+    """Whether a TCP port can be listened on here (Ray's head needs its GCS port).
+
+    SO_REUSEADDR, as Ray's GCS sets it: connections of a stopped head that linger in
+    TIME_WAIT do not count, only a process listening on the port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
+        probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe_socket.bind(("0.0.0.0", port))
         except OSError:

@@ -75,6 +75,8 @@ def start_cluster(cluster, settings, bundle=None):
                 runner.fail(host, f"not started: the head {head.node} is not running")
         return {}
     others = [host for host in stopped if host is not head]
+    runner.each(lambda host: "already running", [host for host in cluster.selected_hosts()
+                                                 if host is not head and host not in others])
     joined = runner.each(lambda host: ray_nodes.join(host, settings, address), others)
     view = ray_nodes.wait_alive(runner, head, [head, *joined], settings.join_timeout)
     stale = [host for host in cluster.selected_hosts() if host is not head
