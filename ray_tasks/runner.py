@@ -215,10 +215,12 @@ def connect_error(error, host):
 
 
 class Runner:
-    """The hosts of one task, connected and probed, with the outcome of each."""
+    """The hosts of one task, connected and (unless ``probe`` is off) probed, with the
+    outcome of each."""
 
-    def __init__(self, settings, nodes):
+    def __init__(self, settings, nodes, probe=True):
         self.settings = settings
+        self.probe = probe
         known_hosts = None
         if not all(node.is_local for node in nodes):
             known_hosts = KnownHosts(settings.known_hosts, settings.host_key_policy)
@@ -245,7 +247,8 @@ class Runner:
             host.open()
         except Exception as error:  # every connection failure becomes a one-line reason
             raise StepError(connect_error(error, host)) from None
-        host.probe()
+        if self.probe:
+            host.probe()
 
     @property
     def ready(self):

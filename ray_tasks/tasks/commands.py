@@ -1,6 +1,6 @@
 """The exec task: one shell command on every node."""
 
-import posixpath
+import sys
 
 from invoke import task
 
@@ -11,14 +11,14 @@ from .options import COMMON_HELP, Cluster, common
 
 def run_command(host, command):
     """Run the operator's command in the installation directory, setup-env.sh sourced."""
-    setup = shell.quote(posixpath.join(host.home, "setup-env.sh"))
-    prefix = f"cd {shell.quote(host.home)} 2>/dev/null; [ -f {setup} ] && . {setup}; "
+    home = shell.home_relative(host.settings.installation_directory)
+    prefix = f"cd {home} 2>/dev/null && [ -f setup-env.sh ] && . ./setup-env.sh; "
     result = host.run(prefix + command, "run the command", check=False)
     output = result.stdout + result.stderr
     if result.exited != 0:
         raise StepError(f"exit {result.exited}", output)
     if output.strip():
-        report.host_output(host.node, output, stream=None)
+        report.host_output(host.node, output, stream=sys.stdout)
     return "ok"
 
 
@@ -30,7 +30,8 @@ def exec_(c, command, nodes=None, hosts=None, key_file=None, username=None,
 
     It runs in the installation directory with setup-env.sh sourced, so `ray status` or
     `python -c 'import ray'` use the cluster's Ray."""
-    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
+    cluster = Cluster(c, probe=False,
+                      **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner as runner:
         runner.each(lambda host: run_command(host, command))
         runner.finish("exec")

@@ -43,7 +43,7 @@ def user_errors():
 class Cluster:
     """The settings, the nodes file and a runner over the selected nodes (plus the head)."""
 
-    def __init__(self, c, with_head=False, head_only=False, **flags):
+    def __init__(self, c, with_head=False, head_only=False, probe=True, **flags):
         with user_errors():
             self.settings = config.settings(c, **flags)
             self.nodes = inventory.load_nodes(self.settings.nodes)
@@ -52,7 +52,7 @@ class Cluster:
         reached = [self.nodes[0]] if head_only else list(self.selected)
         if with_head and self.nodes[0] not in reached:
             reached.insert(0, self.nodes[0])
-        self.runner = Runner(self.settings, reached)
+        self.runner = Runner(self.settings, reached, probe=probe)
 
     @functools.cached_property
     def token(self):
