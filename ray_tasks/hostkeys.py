@@ -42,21 +42,25 @@ class AcceptAny(paramiko.MissingHostKeyPolicy):
 
 
 class KnownHosts:
-    """One known_hosts file shared by the connections of one task."""
+    """One known_hosts file shared by the connections of one task (read once)."""
 
     def __init__(self, path, policy):
         self.path = os.path.expanduser(path)
         self.policy = policy
         self.recorded = []
         self._lock = threading.Lock()
+        self.known = paramiko.HostKeys()
         if policy == "off":
             say("WARNING: host_key_policy is off: SSH host keys are not checked; "
                 "a machine impersonating a node would be trusted.")
+        elif os.path.exists(self.path):
+            self.known.load(self.path)
 
-    def trust(self, client):
-        """Load known_hosts into ``client`` and set the policy for keys it does not hold."""
-        if self.policy != "off" and os.path.exists(self.path):
-            client.load_system_host_keys(self.path)
+    def trust(self, client, host, port):
+        """Give ``client`` the known keys of ``host`` and the policy for a key it lacks."""
+        name = host if port in (None, 22) else f"[{host}]:{port}"
+        for key_type, key in (self.known.lookup(name) or {}).items():
+            client.get_host_keys().add(name, key_type, key)
         if self.policy == "accept-new":
             client.set_missing_host_key_policy(AcceptNew(self.recorded))
         elif self.policy == "strict":

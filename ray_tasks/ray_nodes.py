@@ -99,21 +99,32 @@ def driver(head, script, *args, timeout=None):
     return verdict
 
 
+def cluster_view(head, hosts, timeout):
+    """Wait (as a driver on the head) until every host is an alive node, or the timeout;
+    returns {ip: {"alive", "resources"}} for those hosts and every alive node."""
+    ips = ",".join(host.ip for host in hosts)
+    view = driver(head, "cluster_check.py", "wait", ips, str(timeout), timeout=timeout + 60)
+    return view["nodes"]
+
+
+def fail_not_alive(runner, hosts, view, timeout):
+    """Fail each of ``hosts`` that is not alive in ``view``, with the tail of its Ray log."""
+    for host in hosts:
+        if not view.get(host.ip, {}).get("alive"):
+            logs = host.run(ray_commands.tail_logs(host.home), "read the Ray logs", check=False)
+            runner.fail(host, f"not alive in the cluster after {timeout}s (join_timeout)",
+                        logs.stdout)
+
+
 def wait_alive(runner, head, hosts, timeout):
     """Wait until every host is an alive node; fail the others with their Ray log. Returns
     the per-IP view of the cluster (resources)."""
     if not hosts:
         return {}
-    ips = ",".join(host.ip for host in hosts)
     try:
-        view = driver(head, "cluster_check.py", "wait", ips, str(timeout),
-                      timeout=timeout + 60)
+        view = cluster_view(head, hosts, timeout)
     except StepError as error:
         runner.fail(head, error.message, error.output)
         return {}
-    for host in hosts:
-        if not view["nodes"][host.ip]["alive"]:
-            logs = host.run(ray_commands.tail_logs(host.home), "read the Ray logs", check=False)
-            runner.fail(host, f"not alive in the cluster after {timeout}s (join_timeout)",
-                        logs.stdout)
-    return view["nodes"]
+    fail_not_alive(runner, hosts, view, timeout)
+    return view

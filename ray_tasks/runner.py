@@ -133,7 +133,7 @@ class SshHost(Host):
             connect_kwargs=connect_kwargs,
             config=fabric.Config(overrides=_QUIET),
         )
-        known_hosts.trust(self.connection.client)
+        known_hosts.trust(self.connection.client, self.connection.host, self.connection.port)
 
     def open(self):
         self.connection.open()

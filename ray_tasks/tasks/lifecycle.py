@@ -1,8 +1,11 @@
 """Tasks that run the cluster: start, stop, restart-workers."""
 
+import concurrent.futures
+
 from invoke import task
 
 from .. import config, installing, ray_nodes, report, shell, worker_code
+from ..runner import StepError
 from .options import COMMON_HELP, Cluster, common, user_errors
 
 START_HELP = {
@@ -77,10 +80,9 @@ def start_cluster(cluster, settings, bundle=None):
     others = [host for host in stopped if host is not head]
     runner.each(lambda host: "already running", [host for host in cluster.selected_hosts()
                                                  if host is not head and host not in others])
-    joined = runner.each(lambda host: ray_nodes.join(host, settings, address), others)
-    view = ray_nodes.wait_alive(runner, head, [head, *joined], settings.join_timeout)
+    view = join_and_watch(cluster, settings, address, others)
     stale = [host for host in cluster.selected_hosts() if host is not head
-             and host not in joined and not view.get(host.ip, {}).get("alive")]
+             and host not in others and not view.get(host.ip, {}).get("alive")]
     if stale and head in runner.ready:
         for host in stale:
             report.host_line(host.node, "Ray runs here but the node is not in the cluster: "
@@ -88,6 +90,23 @@ def start_cluster(cluster, settings, bundle=None):
         runner.each(ray_nodes.stop, stale)
         rejoined = runner.each(lambda host: ray_nodes.join(host, settings, address), stale)
         view.update(ray_nodes.wait_alive(runner, head, rejoined, settings.join_timeout))
+    return view
+
+
+def join_and_watch(cluster, settings, address, others):
+    """Join ``others`` to the head while a driver on the head already waits for them (its
+    start-up overlaps the joins); returns the cluster's view, failing nodes not alive."""
+    runner, head = cluster.runner, cluster.head
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
+        watching = background.submit(ray_nodes.cluster_view, head, [head, *others],
+                                     settings.join_timeout)
+        joined = runner.each(lambda host: ray_nodes.join(host, settings, address), others)
+        try:
+            view = watching.result()
+        except StepError as error:
+            runner.fail(head, error.message, error.output)
+            return {}
+    ray_nodes.fail_not_alive(runner, [head, *joined], view, settings.join_timeout)
     return view
 
 
