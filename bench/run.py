@@ -197,7 +197,7 @@ def plot(path, fan_rows, life_rows):
     except ImportError:
         return False
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for rows, axis, title in ((life_rows, axes[0], "cluster start"),
+    for rows, axis, title in ((life_rows, axes[0], "cluster start and stop"),
                               (fan_rows, axes[1], "exec true (fan-out)")):
         if not rows:
             continue
