@@ -25,13 +25,19 @@ EXIT_BUSY = 3
 
 
 def cluster_processes(home):
-    """(pid, comm, title) of every live process of the cluster installed in ``home``."""
+    """(pid, comm, title) of every live process of the cluster installed in ``home``.
+
+    Only processes of this PID namespace count: containers (or test hosts) nested in this
+    machine may use the same installation path for clusters of their own."""
     wanted = f"{MARKER}={home}".encode()
+    own_namespace = os.readlink("/proc/self/ns/pid")
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
+            if os.readlink(f"/proc/{entry}/ns/pid") != own_namespace:
+                continue
             with open(f"/proc/{entry}/environ", "rb") as handle:
                 if wanted not in handle.read().split(b"\0"):
                     continue

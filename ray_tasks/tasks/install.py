@@ -53,8 +53,9 @@ def install(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=
         installing.check_home_length(runner)
         for host in runner.ready:
             if host.facts["raylet"] and host.facts["ray"] != settings.version:
-                runner.fail(host, f"Ray {host.facts['ray']} is running here: use inv update "
-                            f"--version={settings.version} to change the running version")
+                running = host.facts["ray"] or "(of an incomplete installation)"
+                runner.fail(host, f"Ray {running} is running here: inv stop first, or use inv "
+                            f"update --version={settings.version} to move a running cluster")
         needed = [host for host in cluster.selected_hosts()
                   if host.facts["ray"] != settings.version]
         installing.check_disk(runner, needed)
