@@ -34,11 +34,16 @@ def write_cluster_files(host, record, token, local):
     host.put(json.dumps(record, indent=2).encode(), posixpath.join(host.home, "cluster.json"))
 
 
+def ray_log_tail(host):
+    """The last lines of the node's Ray log (where a failed start says why)."""
+    return host.run(ray_commands.tail_logs(host.home), "read the Ray logs", check=False).stdout
+
+
 def _failed_start(host, what, error):
     """A StepError for a failed ``ray start``, with the tail of the node's Ray log."""
-    logs = host.run(ray_commands.tail_logs(host.home), "read the Ray logs", check=False)
+    logs = ray_log_tail(host)
     host.state("stop", "2", what="clean up after the failed start", check=False)
-    return StepError(f"{what}: {error.message}", error.output + logs.stdout)
+    return StepError(f"{what}: {error.message}", error.output + logs)
 
 
 def start_head(host, settings, local):
@@ -111,9 +116,8 @@ def fail_not_alive(runner, hosts, view, timeout):
     """Fail each of ``hosts`` that is not alive in ``view``, with the tail of its Ray log."""
     for host in hosts:
         if not view.get(host.ip, {}).get("alive"):
-            logs = host.run(ray_commands.tail_logs(host.home), "read the Ray logs", check=False)
             runner.fail(host, f"not alive in the cluster after {timeout}s (join_timeout)",
-                        logs.stdout)
+                        ray_log_tail(host))
 
 
 def wait_alive(runner, head, hosts, timeout):

@@ -64,6 +64,9 @@ class Host:
         except invoke.exceptions.CommandTimedOut as error:
             raise StepError(f"could not {what}: no answer within {timeout}s",
                             error.result.stdout + error.result.stderr) from None
+        if result.exited == -1 and not self.connected:
+            raise StepError(f"lost the connection while trying to {what}: the host stopped "
+                            f"answering", result.stdout + result.stderr)
         if check and result.exited != 0:
             output = result.stdout + result.stderr
             raise StepError(f"could not {what} (exit {result.exited})", output)
@@ -79,7 +82,7 @@ class Host:
         command = ray_commands.probe(self.settings.python, self.settings.installation_directory,
                                      self.settings.port)
         result = self.run(command, "probe the node", check=False)
-        if result.exited == 127 or "not found" in result.stderr and not result.stdout:
+        if result.exited == 127 or ("not found" in result.stderr and not result.stdout):
             raise StepError(f"{self.settings.python} not found: install Python 3 on the node "
                             "or set ray.python to its interpreter", result.stderr)
         if result.exited != 0:
@@ -95,6 +98,8 @@ class LocalHost(Host):
         super().__init__(node, settings)
         self.ip = "127.0.0.1"
         self._context = invoke.Context(invoke.Config(overrides=_QUIET))
+
+    connected = True
 
     def open(self):
         pass
@@ -141,15 +146,9 @@ class SshHost(Host):
         self.ip = transport.getpeername()[0]
         watch_liveness(transport, self.settings.connect_timeout)
 
-    def run(self, command, what, timeout=None, check=True):
-        result = super().run(command, what, timeout, check=False)
-        if result.exited == -1 and not self.connection.is_connected:
-            raise StepError(f"lost the connection while trying to {what}: the host stopped "
-                            f"answering", result.stdout + result.stderr)
-        if check and result.exited != 0:
-            raise StepError(f"could not {what} (exit {result.exited})",
-                            result.stdout + result.stderr)
-        return result
+    @property
+    def connected(self):
+        return self.connection.is_connected
 
     def _run(self, command, timeout):
         return self.connection.run("sh -c " + shell.quote(command), timeout=timeout)
