@@ -146,12 +146,15 @@ def test_preflight_busy_head_port_and_small_shm_start_nothing(netns_cluster, run
     assert run_inv("stop", env=running).returncode == 0
     listener = netns_cluster.ssh(
         head, "nohup python3 -c 'import socket, time; s = socket.socket(); "
-              "s.bind((\"0.0.0.0\", 6379)); s.listen(); time.sleep(120)' "
-              ">/dev/null 2>&1 & echo $!")
+              "s.bind((\"0.0.0.0\", 6379)); s.listen(); print(flush=True); time.sleep(120)' "
+              ">/tmp/listening 2>&1 & "
+              "for i in $(seq 100); do test -s /tmp/listening && break; sleep 0.1; done; "
+              "test -s /tmp/listening && echo $!")
+    assert listener.returncode == 0, "the port 6379 listener did not come up"
     try:
         busy = run_inv("start", env=running)
     finally:
-        netns_cluster.ssh(head, f"kill {listener.stdout.strip()}")
+        netns_cluster.ssh(head, f"kill {listener.stdout.strip()}; rm -f /tmp/listening")
     assert busy.returncode == 1
     assert f"[{head.ip}] FAILED: port 6379 is in use on the head" in busy.output
     small = run_inv("start", env=dict(running, INVOKE_RAY_OBJECT_STORE_MEMORY="2G"))
