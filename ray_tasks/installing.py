@@ -75,6 +75,39 @@ def push_wheels(runner, settings, reference, hosts, requirement, name):
         lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels", hosts)
 
 
+def add_venv_support(host, sudo_password):
+    """Install the OS package that gives the node's Python its venv support, as root."""
+    package = ray_commands.venv_package(host.facts["python"])
+    asks = sudo_password is not None and not host.facts["root"]
+    command = ray_commands.as_root(ray_commands.install_os_package(package), host.facts["root"],
+                                   password_on_stdin=asks)
+    result = host.run(command, f"install {package}", check=False,
+                      stdin=sudo_password + "\n" if asks else None)
+    output = result.stdout + result.stderr
+    if result.exited != 0:
+        raise StepError(root_failure(output, package)
+                        or f"could not install {package} (exit {result.exited})", output)
+    return f"installed {package}: Python {host.facts['python']} can build venvs now"
+
+
+def root_failure(output, package):
+    """Say why a step run with sudo failed, and the fix, from what sudo printed."""
+    lacks = f"this Python lacks venv support ({package})"
+    yourself = f"or install {package} on the node yourself"
+    if "a password is required" in output:
+        return f"{lacks} and sudo wants a password: rerun with --prompt-for-sudo-password, " \
+               + yourself
+    if "incorrect password" in output or "no password was provided" in output:
+        return f"sudo refused the password: rerun with the right one, {yourself}"
+    if "sudoers" in output or "not allowed to" in output:
+        return f"{lacks} and this user may not use sudo: {yourself}"
+    if "sudo: not found" in output or "sudo: command not found" in output:
+        return f"{lacks} and sudo is not installed: log in as root, {yourself}"
+    if "no apt-get on this node" in output:
+        return f"{lacks} and there is no apt-get here: install it with the OS's package manager"
+    return None
+
+
 def build_venv(host, settings):
     """Build the venv of ``settings.version`` beside the current one (not switched yet)."""
     venv = ray_commands.venv_path(host.home, settings.version, host.facts["python"])

@@ -52,6 +52,28 @@ def create_venv(python, home, venv, requirement, offline):
     return f"[ -f {shell.quote(posixpath.join(venv, '.complete'))} ] || {{ {build}; }}"
 
 
+def venv_package(python_version):
+    """The Debian/Ubuntu package that gives this Python its venv support."""
+    return "python{}.{}-venv".format(*python_version.split(".")[:2])
+
+
+def install_os_package(package):
+    """Install an OS package with apt-get (refreshing the package lists if it is unknown)."""
+    install = shell.join("apt-get", "install", "-y", "-q", package)
+    return ("command -v apt-get >/dev/null || { echo 'no apt-get on this node' >&2; exit 3; }; "
+            f"export DEBIAN_FRONTEND=noninteractive; {install} || "
+            f"{{ apt-get update -q && {install}; }}")
+
+
+def as_root(command, user_is_root, password_on_stdin):
+    """Run ``command`` as root: directly for root, else with sudo, which reads the password
+    from stdin (never from the command line) or, without one, must not ask for it."""
+    if user_is_root:
+        return shell.join("sh", "-c", command)
+    ask = ["-S", "-p", ""] if password_on_stdin else ["-n"]
+    return shell.join("sudo", *ask, "--", "sh", "-c", command)
+
+
 def switch_venv(home, venv):
     """Point ``home/venv`` at ``venv`` in one rename."""
     link = venv_link(home)

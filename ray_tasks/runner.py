@@ -9,6 +9,7 @@ non-zero naming the failed hosts.
 
 import concurrent.futures
 import dataclasses
+import io
 import json
 import os
 import posixpath
@@ -56,11 +57,13 @@ class Host:
         """The absolute installation directory on this node."""
         return self.facts["home"]
 
-    def run(self, command, what, timeout=None, check=True):
-        """Run a shell command; on failure raise StepError saying it could not do ``what``."""
+    def run(self, command, what, timeout=None, check=True, stdin=None):
+        """Run a shell command, feeding it ``stdin`` (text) if given; on failure raise
+        StepError saying it could not do ``what``."""
         timeout = timeout or self.settings.command_timeout
+        in_stream = io.StringIO(stdin) if stdin is not None else False
         try:
-            result = self._run(command, timeout)
+            result = self._run(command, timeout, in_stream)
         except invoke.exceptions.CommandTimedOut as error:
             raise StepError(f"could not {what}: no answer within {timeout}s",
                             error.result.stdout + error.result.stderr) from None
@@ -104,8 +107,8 @@ class LocalHost(Host):
     def open(self):
         pass
 
-    def _run(self, command, timeout):
-        return self._context.run(command, timeout=timeout)
+    def _run(self, command, timeout, in_stream):
+        return self._context.run(command, timeout=timeout, in_stream=in_stream)
 
     def put(self, data, path, mode=0o644):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -150,8 +153,9 @@ class SshHost(Host):
     def connected(self):
         return self.connection.is_connected
 
-    def _run(self, command, timeout):
-        return self.connection.run("sh -c " + shell.quote(command), timeout=timeout)
+    def _run(self, command, timeout, in_stream):
+        return self.connection.run("sh -c " + shell.quote(command), timeout=timeout,
+                                   in_stream=in_stream)
 
     def put(self, data, path, mode=0o644):
         sftp = self.connection.sftp()

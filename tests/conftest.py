@@ -1,6 +1,9 @@
 """Shared fixtures: the namespaced multi-node cluster and a way to run `inv` as a user would."""
 
+import contextlib
 import os
+import pty
+import select
 import subprocess
 import sys
 import time
@@ -28,6 +31,34 @@ def run_inv(*args, env=None, cwd=REPO, timeout=1200, command=None):
     return result
 
 
+def run_inv_on_terminal(*args, env, prompt, typed, timeout=900):
+    """Run `inv ARGS` on a pseudo-terminal, as at an operator's keyboard: wait for ``prompt``,
+    type ``typed`` and Enter. Returns (exit status, everything the terminal showed)."""
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.chdir(REPO)
+        os.execve(sys.executable, [sys.executable, "-m", "invoke", *args], env)
+    shown, answered, deadline = b"", False, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not answered and prompt.encode() in shown:
+            os.write(terminal, typed.encode() + b"\n")
+            answered = True
+        if not select.select([terminal], [], [], 1)[0]:
+            continue
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    else:
+        os.kill(pid, 9)
+    os.close(terminal)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return status, shown.decode(errors="replace")
+
+
 def start_inv(env, *args):
     return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -47,43 +78,55 @@ def read_until(process, text, timeout=300):
     raise AssertionError(f"never saw {text!r} in:\n{''.join(lines)}")
 
 
-@pytest.fixture(scope="session")
-def netns_cluster():
-    """Three hosts (h1 head, h2, h3) reached over real SSH. Skips where namespaces cannot
-    be built, except in CI (CI=true), where that is a failure."""
+@contextlib.contextmanager
+def namespaced_cluster(count, tag=None):
+    """``count`` hosts reached over real SSH, removed afterwards. Skips where namespaces
+    cannot be built, except in CI (CI=true), where that is a failure."""
     reason = unavailable_reason()
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the multi-node tests, but: {reason}")
         pytest.skip(reason)
-    cluster = NetnsCluster(3).start()
+    cluster = NetnsCluster(count, tag=tag).start()
     try:
         yield cluster
     finally:
         cluster.close()
 
 
-@pytest.fixture(scope="session")
-def cluster_env(netns_cluster):
-    """The environment a user of the test cluster would set: nodes file, key, settings."""
-    nodes = os.path.join(netns_cluster.base, "nodes.txt")
+def user_env(cluster, node_lines):
+    """The environment a user of a test cluster would set: nodes file, key, settings."""
+    nodes = os.path.join(cluster.base, "nodes.txt")
     with open(nodes, "w") as handle:
-        handle.write("# the test cluster: h1 is the head\n")
-        handle.write("".join(f"{host.ip}  # {host.name}\n" for host in netns_cluster.hosts))
+        handle.write("# the test cluster: the first node is the head\n")
+        handle.write("".join(f"{line}\n" for line in node_lines))
     env = dict(os.environ)
     env.update({
         "INVOKE_RAY_NODES": nodes,
-        "INVOKE_RAY_KEY_FILE": netns_cluster.key,
+        "INVOKE_RAY_KEY_FILE": cluster.key,
         "INVOKE_RAY_USERNAME": "root",
         "INVOKE_RAY_PYTHON": "/usr/bin/python3",
-        "INVOKE_RAY_KNOWN_HOSTS": netns_cluster.known_hosts,
-        "INVOKE_RAY_AUTH_TOKEN_FILE": os.path.join(netns_cluster.base, "auth_token"),
+        "INVOKE_RAY_KNOWN_HOSTS": cluster.known_hosts,
+        "INVOKE_RAY_AUTH_TOKEN_FILE": os.path.join(cluster.base, "auth_token"),
         "INVOKE_RAY_WHEELHOUSE": "1",
         "INVOKE_RAY_WHEEL_CACHE": WHEEL_CACHE,
         "INVOKE_RAY_OBJECT_STORE_MEMORY": "100M",
         "INVOKE_RAY_NUM_WORKERS": "2",
     })
     return env
+
+
+@pytest.fixture(scope="session")
+def netns_cluster():
+    """Three hosts (h1 head, h2, h3) reached over real SSH."""
+    with namespaced_cluster(3) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def cluster_env(netns_cluster):
+    """The environment a user of the three-host test cluster would set."""
+    return user_env(netns_cluster, [f"{host.ip}  # {host.name}" for host in netns_cluster.hosts])
 
 
 def pytest_runtest_logreport(report):

@@ -50,10 +50,11 @@ class Host:
 
 class NetnsCluster:
     """``count`` hosts named h1..hN on 10.213.<k>.0/24, built by ``start()``, removed by
-    ``close()`` (which ends only the processes it started, by PID)."""
+    ``close()`` (which ends only the processes it started, by PID). Clusters living at the
+    same time need different ``tag``s (default: from this process's PID)."""
 
-    def __init__(self, count, base_dir=None):
-        tag = os.getpid() % 10000
+    def __init__(self, count, base_dir=None, tag=None):
+        tag = os.getpid() % 10000 if tag is None else tag
         self.tag = tag
         self.subnet = f"10.213.{tag % 250}"
         self.bridge = f"rtbr{tag}"

@@ -61,3 +61,17 @@ def test_host_dies_during_install_then_rerun_completes(netns_cluster, running):
     assert venv_versions(netns_cluster) == {host.name: OLD_RAY for host in netns_cluster.hosts}
     back = run_inv("install", f"--version={NEW_RAY}", "start", env=running)
     assert back.returncode == 0, back.output
+
+
+def test_head_restarted_alone_takes_its_workers_back(netns_cluster, running):
+    head, *workers = netns_cluster.hosts
+    assert run_inv("stop", f"--hosts={head.ip}", env=running).returncode == 0
+    for worker in workers:
+        assert netns_cluster.ssh(worker, "pgrep -x raylet").returncode == 0
+    rerun = run_inv("start", env=running)
+    assert rerun.returncode == 0, rerun.output
+    for worker in workers:
+        assert (f"[{worker.ip}] Ray runs here but the node is not in the cluster: restarting it"
+                in rerun.output)
+    seen = run_driver(netns_cluster, "greetings", "VERSION")
+    assert set(seen) == {host.name for host in netns_cluster.hosts}

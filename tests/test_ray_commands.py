@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from ray_tasks import config, ray_commands, shell, wheelhouse
+from ray_tasks import config, installing, ray_commands, shell, wheelhouse
 
 HOSTILE = ["$(touch pwned)", "`touch pwned`", "a; touch pwned", "it's", 'say "hi"',
            "with space", "$HOME", "a\nb", "--flag"]
@@ -82,3 +82,26 @@ def test_pip_platforms_for_glibc():
     assert tags[:2] == ["linux_x86_64", "manylinux_2_36_x86_64"]
     assert "manylinux_2_17_x86_64" in tags and "manylinux2014_x86_64" in tags
     assert "manylinux1_x86_64" in tags and "manylinux_2_4_x86_64" not in tags
+
+
+def test_root_steps_use_sudo_reading_stdin_or_never_asking():
+    step = ray_commands.install_os_package(ray_commands.venv_package("3.11.2"))
+    assert "apt-get install -y -q python3.11-venv" in step
+    assert ray_commands.as_root(step, user_is_root=True, password_on_stdin=False) \
+        == shell.join("sh", "-c", step)
+    assert ray_commands.as_root("id", user_is_root=False, password_on_stdin=True) \
+        == "sudo -S -p '' -- sh -c id"
+    assert ray_commands.as_root("id", user_is_root=False, password_on_stdin=False) \
+        == "sudo -n -- sh -c id"
+
+
+@pytest.mark.parametrize("printed, says", [
+    ("sudo: a password is required", "rerun with --prompt-for-sudo-password"),
+    ("Sorry, try again.\nsudo: 1 incorrect password attempt", "sudo refused the password"),
+    ("op is not in the sudoers file.", "this user may not use sudo"),
+    ("sh: 1: sudo: not found", "sudo is not installed"),
+    ("no apt-get on this node", "no apt-get here"),
+])
+def test_root_failures_say_the_fix(printed, says):
+    assert says in installing.root_failure(printed, "python3.11-venv")
+    assert installing.root_failure("E: disk full", "python3.11-venv") is None

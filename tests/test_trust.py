@@ -18,7 +18,7 @@ def status(env, **overrides):
     return run_inv("status", env=dict(env, **overrides))
 
 
-def test_changed_host_key_is_refused_naming_the_host(netns_cluster, running, tmp_path):
+def test_changed_host_key_is_refused_unless_checking_is_off(netns_cluster, running, tmp_path):
     h1, h2, _ = netns_cluster.hosts
     lines = open(netns_cluster.known_hosts).read().splitlines()
     h1_key = next(line for line in lines if line.startswith(h1.ip + " ")).split(" ", 1)[1]
@@ -31,6 +31,13 @@ def test_changed_host_key_is_refused_naming_the_host(netns_cluster, running, tmp
     assert f"ssh-keygen -R {h2.ip}" in result.output
     assert f"status failed on 1 of 3 nodes: {h2.ip}" in result.output
     assert "Traceback" not in result.output
+
+    forged_text = forged.read_text()
+    unchecked = status(running, INVOKE_RAY_KNOWN_HOSTS=str(forged),
+                       INVOKE_RAY_HOST_KEY_POLICY="off")
+    assert unchecked.returncode == 0, unchecked.output
+    assert "WARNING: host_key_policy is off: SSH host keys are not checked" in unchecked.output
+    assert forged.read_text() == forged_text
 
 
 def test_accept_new_records_keys_once_and_strict_refuses_unknown(netns_cluster, running,

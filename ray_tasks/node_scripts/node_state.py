@@ -72,6 +72,15 @@ def free_bytes(path):
     return stat.f_bavail * stat.f_frsize
 
 
+def venv_support():
+    """Whether ``python -m venv`` can bootstrap pip (Debian splits it off as python3.X-venv).
+
+    A bare directory where ensurepip should be imports as an empty namespace package."""
+    import importlib.util
+    spec = importlib.util.find_spec("ensurepip")
+    return spec is not None and spec.origin is not None
+
+
 def port_free(port):
     """Whether a TCP port can be listened on here (Ray's head needs its GCS port).
 
@@ -106,6 +115,8 @@ def probe(home, port):
         "hostname": socket.gethostname(),
         "home": home,
         "python": platform.python_version(),
+        "venv_support": venv_support(),
+        "root": os.geteuid() == 0,
         "machine": platform.machine(),
         "glibc": libc.split()[-1] if libc.startswith("glibc") else "",
         "ray": ray_version(target) if complete else None,

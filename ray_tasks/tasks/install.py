@@ -6,7 +6,7 @@ from .. import config, installing, report
 from ..runner import StepError
 from ..verify import cluster_test, run_selftest
 from .lifecycle import start_cluster, stop_cluster
-from .options import COMMON_HELP, Cluster, common, user_error
+from .options import COMMON_HELP, Cluster, ask_sudo_password, common, user_error
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -35,15 +35,21 @@ def prepare_venvs(cluster, hosts):
     auto_shortflags=False,
     help={**COMMON_HELP,
           "version": "Ray release to install (ray.version).",
-          "wheelhouse": "Download the wheels here once and push them; nodes install offline."},
+          "wheelhouse": "Download the wheels here once and push them; nodes install offline.",
+          "prompt-for-sudo-password": "Ask once for the nodes' sudo password, for steps that "
+                                      "need root (never echoed, logged or put on a command "
+                                      "line)."},
     post=[selftest],
 )
-def install(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=None,
-            username=None, installation_directory=None):
+def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, nodes=None,
+            hosts=None, key_file=None, username=None, installation_directory=None):
     """Install Ray on every node in its own venv, then run the node self-test.
 
     Idempotent: a node already at the version says "up to date" and is left alone. Every
-    node's Python must match the head's (Ray refuses a node whose Python differs)."""
+    node's Python must match the head's (Ray refuses a node whose Python differs). Where a
+    Python lacks venv support, its OS package is installed as root (apt-get; through sudo
+    when the SSH user is not root)."""
+    sudo_password = ask_sudo_password() if prompt_for_sudo_password else None
     cluster = Cluster(c, version=version, wheelhouse=wheelhouse or None,
                       **common(nodes, hosts, key_file, username, installation_directory))
     settings = cluster.settings
@@ -64,6 +70,8 @@ def install(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=
             if host not in needed:
                 report.host_line(host.node, f"up to date (ray {settings.version})")
                 runner.outcomes[str(host.node)].message = "up to date"
+        lacking = [host for host in needed if not host.facts["venv_support"]]
+        runner.each(lambda host: installing.add_venv_support(host, sudo_password), lacking)
         built = prepare_venvs(cluster, needed)
         runner.each(installing.switch_venv, built)
         runner.each(installing.ship_scripts, cluster.selected_hosts())

@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import getpass
 
 from invoke.exceptions import Exit
 
@@ -28,6 +29,15 @@ def common(nodes, hosts, key_file, username, installation_directory):
 def user_error(message):
     """Stop the task with a one-line error (exit status 2)."""
     raise Exit(f"error: {message}", code=2)
+
+
+def ask_sudo_password():
+    """Read the nodes' sudo password at the terminal, without echoing it."""
+    try:
+        return getpass.getpass("sudo password for the nodes: ")
+    except (EOFError, KeyboardInterrupt):
+        user_error("no sudo password was given (--prompt-for-sudo-password reads it from "
+                   "the terminal)")
 
 
 @contextlib.contextmanager
