@@ -178,6 +178,57 @@ def lifecycle(counts, runs):
     return rows, extra
 
 
+def tree_bytes(path):
+    return sum(os.path.getsize(os.path.join(folder, name))
+               for folder, _, names in os.walk(path) for name in names)
+
+
+def interface_bytes(name, direction):
+    """Bytes ``direction`` ("rx" or "tx") so far on a network interface of this machine."""
+    with open(f"/sys/class/net/{name}/statistics/{direction}_bytes") as handle:
+        return int(handle.read())
+
+
+def uplink():
+    """The interface of this machine's default route (where the package index is reached)."""
+    route = subprocess.run(["ip", "route", "show", "default"], capture_output=True,
+                           text=True).stdout.split()
+    return route[route.index("dev") + 1] if "dev" in route else None
+
+
+def installs(counts, runs):
+    """`inv install` with the wheelhouse on fresh hosts: what is fetched once, what is pushed
+    to each host, the time, and a second install (nothing to do)."""
+    rows = []
+    cluster = NetnsCluster(max(counts)).start()
+    link = uplink()
+    try:
+        for count in counts:
+            env = environment(cluster, cluster.hosts[:count], f"install{count}")
+            fetched, network, pushed, firsts, seconds = [], [], [], [], []
+            for attempt in range(runs):
+                cache = os.path.join(cluster.base, f"wheels-{count}-{attempt}")
+                env["INVOKE_RAY_WHEEL_CACHE"] = cache
+                for host in cluster.hosts[:count]:
+                    ssh(cluster, host, f"rm -rf {HOME}")
+                before = (interface_bytes(link, "rx") if link else 0,
+                          interface_bytes(cluster.bridge, "tx"))
+                firsts.append(inv(env, "install")[0])
+                network.append((interface_bytes(link, "rx") if link else 0) - before[0])
+                pushed.append(interface_bytes(cluster.bridge, "tx") - before[1])
+                fetched.append(tree_bytes(cache))
+                seconds.append(inv(env, "install")[0])
+                shutil.rmtree(cache)
+            rows.append({"hosts": count, "fetched once MiB": median(fetched) / 2**20,
+                         f"network in ({link}) MiB": median(network) / 2**20,
+                         "to the hosts MiB": median(pushed) / 2**20,
+                         "inv install": median(firsts), "2nd install": median(seconds)})
+            print(f"install {count}: {rows[-1]}", flush=True)
+    finally:
+        cluster.close()
+    return rows
+
+
 def markdown(title, rows):
     headers = list(rows[0])
     lines = [f"### {title}", "", "| " + " | ".join(headers) + " |",
@@ -222,6 +273,7 @@ def main():
     parser.add_argument("--skip-ray", action="store_true", help="fan-out only")
     parser.add_argument("--fanout", default="8,32,64")
     parser.add_argument("--nodes", default="1,2,4,8")
+    parser.add_argument("--installs", default="1,3", help="host counts for the install run")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark builds namespaced hosts")
@@ -231,6 +283,8 @@ def main():
     fan_rows = fanout([int(n) for n in args.fanout.split(",")], args.runs)
     life_rows, extra = ([], {}) if args.skip_ray else lifecycle(
         [int(n) for n in args.nodes.split(",")], args.runs)
+    install_rows = [] if args.skip_ray else installs(
+        [int(n) for n in args.installs.split(",")], args.runs)
     machine = (f"{platform.node()}: {os.cpu_count()} cores, "
                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                f"{platform.platform()}, Python {platform.python_version()}")
@@ -240,6 +294,8 @@ def main():
     if extra:
         text.append("\n".join(f"- {name}: {seconds:.1f} s" for name, seconds in extra.items())
                     + "\n")
+    if install_rows:
+        text.append(markdown("Install with the wheelhouse (seconds, MiB)", install_rows))
     text.append(markdown("Fan-out: `exec true` (seconds; controller peak RSS)", fan_rows))
     report = os.path.join(results, f"{stamp}.md")
     with open(report, "w") as handle:
