@@ -2,6 +2,7 @@
 
 import json
 import posixpath
+import secrets
 
 from . import ray_commands, shell
 from .runner import StepError
@@ -90,7 +91,7 @@ def replace_workers(host, force):
 
 
 def driver(head, script, *args, timeout=None):
-    """Run a node script as a Ray driver on the head (its setup-env.sh sourced)."""
+    """Run a node script on the head with its setup-env.sh sourced; returns its JSON verdict."""
     home = head.home
     command = (f". {shell.quote(posixpath.join(home, 'setup-env.sh'))} && "
                + shell.join(posixpath.join(ray_commands.venv_link(home), "bin", "python"),
@@ -104,12 +105,24 @@ def driver(head, script, *args, timeout=None):
     return verdict
 
 
-def cluster_view(head, hosts, timeout):
-    """Wait (as a driver on the head) until every host is an alive node, or the timeout;
-    returns {ip: {"alive", "resources"}} for those hosts and every alive node."""
+def cluster_view(head, hosts, timeout, cancel_file=None):
+    """Wait (asking the GCS, from the head) until every host is an alive node, the timeout,
+    or ``cancel_file`` appears; returns {ip: {"alive", "resources"}} for those hosts and
+    every alive node."""
     ips = ",".join(host.ip for host in hosts)
-    view = driver(head, "cluster_check.py", "wait", ips, str(timeout), timeout=timeout + 60)
+    args = [cancel_file] if cancel_file else []
+    view = driver(head, "cluster_check.py", "wait", ips, str(timeout), *args,
+                  timeout=timeout + 60)
     return view["nodes"]
+
+
+def cancel_file(head):
+    """A fresh path whose creation tells a waiting cluster_view to give up."""
+    return posixpath.join(head.home, f".wait-{secrets.token_hex(4)}.cancel")
+
+
+def cancel_wait(head, path):
+    head.run(shell.join("touch", path), "stop waiting for the cluster", check=False)
 
 
 def fail_not_alive(runner, hosts, view, timeout):

@@ -1,9 +1,12 @@
-"""Cluster checks, run as a Ray driver on the head after sourcing setup-env.sh.
+"""Cluster checks on the head, run after sourcing setup-env.sh.
 
-    python cluster_check.py wait IP[,IP...] TIMEOUT   until every IP is an alive node
-    python cluster_check.py test IP[,IP...]          the whole-cluster test
+    python cluster_check.py wait IP[,IP...] TIMEOUT [CANCEL_FILE]   until every IP is alive
+    python cluster_check.py test IP[,IP...]                         the whole-cluster test
 
-Both print one JSON object on the last line of output: {"ok": bool, "nodes": {ip: {...}}}.
+`wait` asks the GCS (Ray's own client, no driver): it starts in well under a second and may
+be started before the head, waiting for its port; it gives up early if CANCEL_FILE appears.
+`test` runs as a Ray driver. Both print one JSON object on the last line of output:
+{"ok": bool, "nodes": {ip: {...}}}.
 """
 
 import hashlib
@@ -15,25 +18,56 @@ import sys
 import time
 
 import ray
+from ray._raylet import GcsClient
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 
 def alive_nodes():
-    """{ip: node record} of the alive nodes of the cluster."""
+    """{ip: node record} of the alive nodes of the cluster (as a driver)."""
     return {node["NodeManagerAddress"]: node for node in ray.nodes() if node["Alive"]}
 
 
-def wait(expected, timeout):
-    """Wait until every expected IP is an alive node (or the timeout); report every node
-    that is expected or alive."""
+def cancelled(cancel_file):
+    if cancel_file and os.path.exists(cancel_file):
+        os.remove(cancel_file)
+        return True
+    return False
+
+
+def gcs_reachable(address, cancel_file, deadline):
+    """Wait until the GCS port at ``address`` accepts connections; False if it never did."""
+    host, port = address.rsplit(":", 1)
+    while time.monotonic() < deadline and not cancelled(cancel_file):
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def gcs_alive_nodes(client):
+    """{ip: total resources} of the alive nodes, as the GCS knows them."""
+    return {node.node_manager_address: dict(node.resources_total)
+            for node in client.get_all_node_info(timeout=10).values()
+            if node.state == node.ALIVE}
+
+
+def wait(expected, timeout, cancel_file=None):
+    """Wait until every expected IP is an alive node (or the timeout, or cancel_file);
+    report every node that is expected or alive."""
     deadline = time.monotonic() + timeout
-    while True:
-        alive = alive_nodes()
-        if all(ip in alive for ip in expected) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    nodes = {ip: {"alive": True, "resources": record["Resources"]}
-             for ip, record in alive.items()}
+    address = os.environ["RAY_ADDRESS"]
+    alive = {}
+    if gcs_reachable(address, cancel_file, deadline):
+        client = GcsClient(address=address)
+        while True:
+            alive = gcs_alive_nodes(client)
+            if (all(ip in alive for ip in expected) or time.monotonic() > deadline
+                    or cancelled(cancel_file)):
+                break
+            time.sleep(0.2)
+    nodes = {ip: {"alive": True, "resources": resources} for ip, resources in alive.items()}
     for ip in expected:
         nodes.setdefault(ip, {"alive": False, "resources": {}})
     return {"ok": all(nodes[ip]["alive"] for ip in expected), "nodes": nodes}
@@ -135,14 +169,14 @@ def test(expected, timeout=60):
 
 def main(argv):
     action, expected = argv[1], argv[2].split(",")
-    ray.init(logging_level="ERROR", log_to_driver=False)
-    try:
-        if action == "wait":
-            result = wait(expected, float(argv[3]))
-        else:
+    if action == "wait":
+        result = wait(expected, float(argv[3]), argv[4] if len(argv) > 4 else None)
+    else:
+        ray.init(logging_level="ERROR", log_to_driver=False)
+        try:
             result = test(expected)
-    finally:
-        ray.shutdown()
+        finally:
+            ray.shutdown()
     print(json.dumps(result))
     return 0 if result["ok"] else 1
 

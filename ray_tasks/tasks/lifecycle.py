@@ -70,17 +70,12 @@ def start_cluster(cluster, settings, bundle=None):
     token = cluster.token
     runner.each(lambda host: ray_nodes.write_cluster_files(host, record, token, cluster.local),
                 stopped)
-    if cluster.head_selected():
-        runner.each(lambda host: ray_nodes.start_head(host, settings, cluster.local), [head])
-    if head not in runner.ready or not head.facts["gcs"]:
-        for host in cluster.selected_hosts():
-            if host is not head:
-                runner.fail(host, f"not started: the head {head.node} is not running")
-        return {}
     others = [host for host in stopped if host is not head]
+    view = start_and_watch(cluster, settings, address, others)
+    if not view:
+        return {}
     runner.each(lambda host: "already running", [host for host in cluster.selected_hosts()
                                                  if host is not head and host not in others])
-    view = join_and_watch(cluster, settings, address, others)
     stale = [host for host in cluster.selected_hosts() if host is not head
              and host not in others and not view.get(host.ip, {}).get("alive")]
     if stale and head in runner.ready:
@@ -93,13 +88,22 @@ def start_cluster(cluster, settings, bundle=None):
     return view
 
 
-def join_and_watch(cluster, settings, address, others):
-    """Join ``others`` to the head while a driver on the head already waits for them (its
-    start-up overlaps the joins); returns the cluster's view, failing nodes not alive."""
+def start_and_watch(cluster, settings, address, others):
+    """Start the head (if selected and stopped) and join ``others`` while a watcher on the
+    head already waits for them all (its start-up overlaps the starts). Returns the
+    cluster's view, failing nodes not alive; {} when the head is not running."""
     runner, head = cluster.runner, cluster.head
+    if head not in runner.ready:
+        return fail_headless(cluster)
+    cancel = ray_nodes.cancel_file(head)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
         watching = background.submit(ray_nodes.cluster_view, head, [head, *others],
-                                     settings.join_timeout)
+                                     settings.join_timeout, cancel)
+        if cluster.head_selected():
+            runner.each(lambda host: ray_nodes.start_head(host, settings, cluster.local), [head])
+        if head not in runner.ready or not head.facts["gcs"]:
+            ray_nodes.cancel_wait(head, cancel)
+            return fail_headless(cluster)
         joined = runner.each(lambda host: ray_nodes.join(host, settings, address), others)
         try:
             view = watching.result()
@@ -108,6 +112,15 @@ def join_and_watch(cluster, settings, address, others):
             return {}
     ray_nodes.fail_not_alive(runner, [head, *joined], view, settings.join_timeout)
     return view
+
+
+def fail_headless(cluster):
+    """Fail every selected node but the head, which is not running; returns {}."""
+    head = cluster.head
+    for host in cluster.selected_hosts():
+        if host is not head:
+            cluster.runner.fail(host, f"not started: the head {head.node} is not running")
+    return {}
 
 
 def stop_cluster(cluster, hosts):
