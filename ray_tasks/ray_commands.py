@@ -39,17 +39,21 @@ def wheels_dir(home):
 
 def create_venv(python, home, venv, requirement, offline):
     """Build a fresh venv holding ``requirement``, unless a complete one is there already
-    (the previous release, kept for a fast switch back). Complete means .complete exists."""
+    (the previous release, kept for a fast switch back). Complete means .complete exists.
+    The build holds a lock beside the venv: a build left running on the node by a lost
+    connection or Ctrl-C finishes before a rerun looks again."""
     pip_source = ["--no-index", "--find-links", wheels_dir(home)] if offline else []
+    complete = f"[ -f {shell.quote(posixpath.join(venv, '.complete'))} ]"
     build = " && ".join([
-        shell.join("mkdir", "-p", posixpath.dirname(venv)),
         shell.join("rm", "-rf", venv),
         shell.join(python, "-m", "venv", venv),
         shell.join(posixpath.join(venv, "bin", "python"), "-m", "pip", "install", "-q",
                    "--disable-pip-version-check", *pip_source, requirement),
         shell.join("touch", posixpath.join(venv, ".complete")),
     ])
-    return f"[ -f {shell.quote(posixpath.join(venv, '.complete'))} ] || {{ {build}; }}"
+    locked = shell.join("flock", venv + ".lock", "sh", "-c", f"{complete} || {{ {build}; }}")
+    return (f"{complete} || {{ {shell.join('mkdir', '-p', posixpath.dirname(venv))} && "
+            f"{locked}; }}")
 
 
 def venv_package(python_version):

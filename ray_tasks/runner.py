@@ -209,6 +209,8 @@ def connect_error(error, host):
         return f"login refused for {user}@{where} with {key}: check username and key_file"
     if isinstance(error, (socket.timeout, TimeoutError)):
         return f"no answer from {where} within {settings.connect_timeout}s (connect_timeout)"
+    if isinstance(error, paramiko.SSHException) and "private key file" in str(error):
+        return f"key file {settings.key_file} is not a private key SSH can use ({error})"
     if isinstance(error, paramiko.SSHException):
         return f"SSH failed with {where}: {error}"
     if isinstance(error, OSError):
@@ -231,6 +233,7 @@ class Runner:
         self.hosts = [LocalHost(node, settings) if node.is_local
                       else SshHost(node, settings, known_hosts) for node in nodes]
         self.outcomes = {str(host.node): Outcome() for host in self.hosts}
+        self.interrupted = False
 
     def __enter__(self):
         if self.settings.key_file and not os.path.isfile(self.settings.key_file):
@@ -280,20 +283,37 @@ class Runner:
                  if self.outcomes[str(host.node)].ok]
         if not hosts:
             return []
-        width = min(self.settings.parallel, len(hosts))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=width) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.settings.parallel,
+                                                                     len(hosts)))
+        try:
             list(pool.map(lambda host: self._step(step, host), hosts))
+        except KeyboardInterrupt:
+            self.interrupt()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         return [host for host in hosts if self.outcomes[str(host.node)].ok]
+
+    def interrupt(self):
+        """Ctrl-C: drop every connection, which ends the steps under way, and stop the task."""
+        self.interrupted = True
+        for host in self.hosts:
+            host.close()
+        raise invoke.exceptions.Exit(
+            "\ninterrupted: the steps under way were cut off; nodes keep what they had (a new "
+            "venv or worker code is switched to only once complete): rerun to finish", code=130)
 
     def _step(self, step, host):
         outcome = self.outcomes[str(host.node)]
         started = time.monotonic()
         try:
             message = step(host)
-        except StepError as error:
-            self.fail(host, error.message, error.output)
-        except (OSError, EOFError, paramiko.SSHException) as error:
-            self.fail(host, f"lost the connection: {connect_error(error, host)}")
+        except (StepError, OSError, EOFError, paramiko.SSHException) as error:
+            if self.interrupted:
+                return
+            if isinstance(error, StepError):
+                self.fail(host, error.message, error.output)
+            else:
+                self.fail(host, f"lost the connection: {connect_error(error, host)}")
         else:
             if message:
                 outcome.message = message

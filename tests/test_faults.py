@@ -1,7 +1,9 @@
 """Faults on the namespaced cluster: a host's network goes down during `start`, a host dies
-during `install`. Each: a clear error naming the host within a bounded time, the other hosts
-done, nothing lost, and a rerun that completes once the fault is gone."""
+during `install`, Ctrl-C during `install`, a head restarted alone. Each: a clear error naming
+the host within a bounded time, the other hosts done, nothing lost, and a rerun that
+completes once the fault is gone."""
 
+import signal
 import subprocess
 import time
 
@@ -32,18 +34,34 @@ def test_network_down_during_start(netns_cluster, running):
     assert set(seen) == {host.name for host in netns_cluster.hosts}
 
 
+def install_old_until_building(netns_cluster, env, host):
+    """Stop the cluster, start `inv install` of OLD_RAY from scratch, and return the running
+    process once ``host`` is building its venv."""
+    assert run_inv("stop", env=env).returncode == 0
+    for each in netns_cluster.hosts:
+        netns_cluster.ssh(each, f"rm -rf /root/ray/venvs/ray-{OLD_RAY}-*")
+    process = start_inv(env, "install", f"--version={OLD_RAY}")
+    read_until(process, "wheelhouse:")
+    deadline = time.monotonic() + 120
+    while netns_cluster.ssh(host, f"ls -d /root/ray/venvs/ray-{OLD_RAY}*/lib").returncode:
+        assert time.monotonic() < deadline, "the new venv never appeared"
+        time.sleep(0.2)
+    return process
+
+
+def rerun_completes_then_back_to_new(netns_cluster, env):
+    """The fault gone, a rerun puts every host on OLD_RAY; then all go back to NEW_RAY."""
+    rerun = run_inv("install", f"--version={OLD_RAY}", env=env)
+    assert rerun.returncode == 0, rerun.output
+    assert venv_versions(netns_cluster) == {host.name: OLD_RAY for host in netns_cluster.hosts}
+    back = run_inv("install", f"--version={NEW_RAY}", "start", env=env)
+    assert back.returncode == 0, back.output
+
+
 def test_host_dies_during_install_then_rerun_completes(netns_cluster, running):
     victim = netns_cluster.hosts[2]
-    assert run_inv("stop", env=running).returncode == 0
-    for host in netns_cluster.hosts:
-        netns_cluster.ssh(host, f"rm -rf /root/ray/venvs/ray-{OLD_RAY}-*")
-    process = start_inv(running, "install", f"--version={OLD_RAY}")
+    process = install_old_until_building(netns_cluster, running, victim)
     try:
-        read_until(process, "wheelhouse:")
-        deadline = time.monotonic() + 120
-        while netns_cluster.ssh(victim, "ls -d /root/ray/venvs/ray-2.59*/lib").returncode:
-            assert time.monotonic() < deadline, "the new venv never appeared"
-            time.sleep(0.2)
         netns_cluster.stop_host(victim)
         output = process.communicate(timeout=600)[0]
     finally:
@@ -56,11 +74,24 @@ def test_host_dies_during_install_then_rerun_completes(netns_cluster, running):
     assert versions == {"h1": OLD_RAY, "h2": OLD_RAY, "h3": NEW_RAY}, \
         "the dead host keeps its old, working installation"
 
-    rerun = run_inv("install", f"--version={OLD_RAY}", env=running)
-    assert rerun.returncode == 0, rerun.output
-    assert venv_versions(netns_cluster) == {host.name: OLD_RAY for host in netns_cluster.hosts}
-    back = run_inv("install", f"--version={NEW_RAY}", "start", env=running)
-    assert back.returncode == 0, back.output
+    rerun_completes_then_back_to_new(netns_cluster, running)
+
+
+def test_ctrl_c_during_install_leaves_every_node_on_its_release(netns_cluster, running):
+    process = install_old_until_building(netns_cluster, running, netns_cluster.hosts[0])
+    try:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, output
+    assert "interrupted: the steps under way were cut off" in output
+    assert "Traceback" not in output
+    assert venv_versions(netns_cluster) == {host.name: NEW_RAY for host in netns_cluster.hosts}
+
+    rerun_completes_then_back_to_new(netns_cluster, running)
 
 
 def test_head_restarted_alone_takes_its_workers_back(netns_cluster, running):

@@ -73,8 +73,9 @@ def test_setup_env_exports_cluster_and_never_the_token():
 def test_create_venv_offline_uses_only_the_wheelhouse():
     command = ray_commands.create_venv("python3", "/r", "/r/venvs/v", "ray==2.60.0", True)
     assert "--no-index --find-links /r/wheels ray==2.60.0" in command
-    assert command.startswith("[ -f /r/venvs/v/.complete ] || { mkdir -p /r/venvs && ")
-    assert command.endswith("touch /r/venvs/v/.complete; }")
+    assert command.startswith("[ -f /r/venvs/v/.complete ] || { mkdir -p /r/venvs && "
+                              "flock /r/venvs/v.lock sh -c '[ -f /r/venvs/v/.complete ] || ")
+    assert command.endswith("touch /r/venvs/v/.complete; }'; }")
 
 
 def test_pip_platforms_for_glibc():
