@@ -68,7 +68,21 @@ def test_bad_keys_give_one_line_per_host(netns_cluster, running, tmp_path):
     assert wrong.returncode == 1
     for host in netns_cluster.hosts:
         assert f"login refused for root@{host.ip}:22 with {other_key}" in wrong.output
-    assert "Traceback" not in missing.output + wrong.output
+    encrypted, garbage = tmp_path / "encrypted_key", tmp_path / "garbage_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f",
+                    str(encrypted)], check=True)
+    garbage.write_text("not a key\n")
+    no_agent = {name: value for name, value in running.items() if name != "SSH_AUTH_SOCK"}
+    locked = status(no_agent, INVOKE_RAY_KEY_FILE=str(encrypted))
+    assert locked.returncode == 1
+    assert locked.output.count(f"FAILED: key file {encrypted} is encrypted: load it into "
+                               "ssh-agent") == len(netns_cluster.hosts)
+    unreadable = status(no_agent, INVOKE_RAY_KEY_FILE=str(garbage))
+    assert unreadable.returncode == 1
+    assert unreadable.output.count(f"FAILED: key file {garbage} is not a private key SSH "
+                                   "can use") == len(netns_cluster.hosts)
+    outputs = missing.output + wrong.output + locked.output + unreadable.output
+    assert "Traceback" not in outputs
 
 
 def test_token_stays_secret_and_is_required(netns_cluster, running):
