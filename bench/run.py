@@ -1,6 +1,7 @@
 """Benchmarks: ray-tasks against the floor Ray itself sets, a serial ssh loop and pdsh.
 
-Run as root from the repository:  python bench/run.py [--runs 3] [--skip-ray]
+Run as root from the repository:  python bench/run.py [--runs 3] [--nodes 1,2,4,8] ...
+(an empty list, e.g. --fanout=, leaves that measurement out)
 
 It builds its own namespaced hosts (tests/netns_cluster.py), measures each tool in the same
 run (medians of --runs), writes results/<time>.md and a plot, and removes its hosts.
@@ -9,6 +10,9 @@ Times are wall-clock seconds of whole commands, as an operator would see them.
 
 import argparse
 import datetime
+import getpass
+import hashlib
+import json
 import os
 import platform
 import resource
@@ -229,6 +233,136 @@ def installs(counts, runs):
     return rows
 
 
+RAY_UP_VERSION = "2.60.0"
+RAY_PROCESSES = "[r]aylet|[g]cs_server|[r]ay::|[r]ay/venv"
+
+
+def launcher(cluster):
+    """A venv on this machine holding Ray's CLI (for `ray up`), offline when the wheels are
+    cached; returns the environment that runs it with its state kept under the cluster."""
+    venv = os.path.join(cluster.base, "launcher")
+    run([sys.executable, "-m", "venv", venv])
+    cached = [os.path.join(WHEELS, name) for name in sorted(os.listdir(WHEELS))
+              if name.startswith(f"ray[default]=={RAY_UP_VERSION}-")] if os.path.isdir(WHEELS) \
+        else []
+    source = ["--no-index", "--find-links", cached[0]] if cached else []
+    run([os.path.join(venv, "bin", "pip"), "install", "-q", *source,
+         f"ray[default]=={RAY_UP_VERSION}"])
+    home = os.path.join(cluster.base, "launcher-home")
+    os.makedirs(os.path.join(home, "tmp"), exist_ok=True)
+    return dict(os.environ, HOME=home, TMPDIR=os.path.join(home, "tmp"),
+                PATH=os.path.join(venv, "bin") + os.pathsep + os.environ["PATH"],
+                RAY_UP_enable_autoscaler_v2="0")
+
+
+def launcher_name(cluster, hosts):
+    return f"bench{cluster.tag}-{len(hosts)}"
+
+
+def launcher_sockets(name):
+    """Where `ray up` keeps its ssh control sockets for cluster ``name`` on this machine."""
+    user = hashlib.sha256(getpass.getuser().encode()).hexdigest()[:10]
+    return f"/tmp/ray_ssh_{user}/{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def ray_up_config(cluster, hosts, path):
+    """Ray's cluster launcher, local provider, on ``hosts`` with the settings of our runs."""
+    ray = f"{HOME}/venv/bin/ray"
+    sizes = "--num-cpus=1 --object-store-memory=80000000"
+    config = {
+        "cluster_name": launcher_name(cluster, hosts),
+        "provider": {"type": "local", "head_ip": hosts[0].ip,
+                     "worker_ips": [host.ip for host in hosts[1:]]},
+        "auth": {"ssh_user": "root", "ssh_private_key": cluster.key},
+        "min_workers": len(hosts) - 1, "max_workers": len(hosts) - 1,
+        # `ray down` runs a bare `ray stop` on the head: put Ray on its login PATH.
+        "setup_commands": [f"grep -qs {HOME}/venv/bin ~/.bashrc || "
+                           f"echo 'export PATH={HOME}/venv/bin:$PATH' >> ~/.bashrc"],
+        "head_start_ray_commands": [
+            f"{ray} stop",
+            f"{ray} start --head --port=6379 --autoscaling-config=~/ray_bootstrap_config.yaml "
+            f"--node-ip-address={hosts[0].ip} --dashboard-host=127.0.0.1 {sizes}"],
+        "worker_start_ray_commands": [
+            f"{ray} stop",
+            f"{ray} start --address=$RAY_HEAD_IP:6379 "
+            f"--node-ip-address=$(hostname -I | cut -d' ' -f1) {sizes}"],
+    }
+    with open(path, "w") as handle:
+        json.dump(config, handle, indent=2)
+
+
+WAIT_ALIVE = """
+import socket, sys, time
+from ray._raylet import GcsClient
+address, count, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection((address.split(":")[0], 6379), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.2)
+client = GcsClient(address=address)
+while time.monotonic() < deadline:
+    nodes = client.get_all_node_info(timeout=10).values()
+    if sum(node.state == node.ALIVE for node in nodes) >= count:
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit(1)
+"""
+
+
+def ray_processes_left(cluster, hosts):
+    """How many Ray processes run on each of ``hosts`` (seen inside the host)."""
+    return [int(ssh(cluster, host, f"pgrep -c -f '{RAY_PROCESSES}'", check=False)[1].stdout
+                or 0) for host in hosts]
+
+
+def ray_up(counts, runs, linger_limit=30):
+    """`ray up -y` until every host is alive in the cluster, and `ray down -y` with how long
+    Ray processes linger on the hosts after it returns."""
+    rows = []
+    cluster = NetnsCluster(max(counts)).start()
+    try:
+        inv(environment(cluster, cluster.hosts, "rayup"), "install")
+        env = launcher(cluster)
+        for count in counts:
+            hosts = cluster.hosts[:count]
+            config = os.path.join(cluster.base, f"ray-up-{count}.json")
+            ray_up_config(cluster, hosts, config)
+            ups, downs, lingers = [], [], []
+            for _ in range(runs):
+                started = time.monotonic()
+                run(["ray", "up", "-y", "--no-config-cache", config], env)
+                run(ssh_command(cluster, hosts[0], shlex.join(
+                    [f"{HOME}/venv/bin/python", "-c", WAIT_ALIVE, f"{hosts[0].ip}:6379",
+                     str(count), "300"])))
+                ups.append(time.monotonic() - started)
+                down = run(["ray", "down", "-y", config], env)[0]
+                downs.append(down)
+                returned = time.monotonic()
+                while any(ray_processes_left(cluster, hosts)) \
+                        and time.monotonic() - returned < linger_limit:
+                    time.sleep(0.5)
+                left = sum(ray_processes_left(cluster, hosts))
+                lingers.append(time.monotonic() - returned if not left else float("inf"))
+                for host in hosts:
+                    ssh(cluster, host, f"{HOME}/venv/bin/ray stop --force; "
+                                       "rm -f /tmp/ray/cluster-*.state", check=False)
+                shutil.rmtree(os.path.join(env["TMPDIR"], "ray"), ignore_errors=True)
+            linger = median(lingers)
+            rows.append({"hosts": count, "ray up (all alive)": median(ups),
+                         "ray down": median(downs),
+                         "processes linger after ray down": f"{linger:.1f}"
+                         if linger != float("inf") else f"> {linger_limit} s"})
+            print(f"ray up {count}: {rows[-1]}", flush=True)
+    finally:
+        for count in counts:
+            shutil.rmtree(launcher_sockets(launcher_name(cluster, cluster.hosts[:count])),
+                          ignore_errors=True)
+        cluster.close()
+    return rows
+
+
 def markdown(title, rows):
     headers = list(rows[0])
     lines = [f"### {title}", "", "| " + " | ".join(headers) + " |",
@@ -240,7 +374,7 @@ def markdown(title, rows):
     return "\n".join(lines) + "\n"
 
 
-def plot(path, fan_rows, life_rows):
+def plot(path, fan_rows, life_rows, up_rows):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -248,20 +382,22 @@ def plot(path, fan_rows, life_rows):
     except ImportError:
         return False
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for rows, axis, title in ((life_rows, axes[0], "cluster start and stop"),
-                              (fan_rows, axes[1], "exec true (fan-out)")):
-        if not rows:
-            continue
-        for key in rows[0]:
-            if key == "hosts" or "/" in key or "MiB" in key or "2nd" in key:
-                continue
-            points = [(row["hosts"], row[key]) for row in rows if row[key] is not None]
+    panels = ((axes[0], "cluster start and stop", life_rows + up_rows),
+              (axes[1], "exec true (fan-out)", fan_rows))
+    for axis, title, rows in panels:
+        keys = dict.fromkeys(key for row in rows for key in row
+                             if key != "hosts" and "/" not in key and "MiB" not in key
+                             and "2nd" not in key)
+        for key in keys:
+            points = [(row["hosts"], row[key]) for row in rows
+                      if isinstance(row.get(key), float)]
             if points:
                 axis.plot(*zip(*points), marker="o", label=key)
         axis.set_xlabel("hosts")
         axis.set_ylabel("seconds")
         axis.set_title(title)
-        axis.legend(fontsize=7)
+        if axis.lines:
+            axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     return True
@@ -270,21 +406,26 @@ def plot(path, fan_rows, life_rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip-ray", action="store_true", help="fan-out only")
-    parser.add_argument("--fanout", default="8,32,64")
-    parser.add_argument("--nodes", default="1,2,4,8")
-    parser.add_argument("--installs", default="1,3", help="host counts for the install run")
+    parser.add_argument("--fanout", default="8,32,64", help="host counts for exec true")
+    parser.add_argument("--nodes", default="1,2,4,8", help="host counts for start and stop")
+    parser.add_argument("--installs", default="1,3", help="host counts for install")
+    parser.add_argument("--rayup", default="2,4", help="host counts for ray up and ray down")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark builds namespaced hosts")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     results = os.path.join(HERE, "results")
     os.makedirs(results, exist_ok=True)
-    fan_rows = fanout([int(n) for n in args.fanout.split(",")], args.runs)
-    life_rows, extra = ([], {}) if args.skip_ray else lifecycle(
-        [int(n) for n in args.nodes.split(",")], args.runs)
-    install_rows = [] if args.skip_ray else installs(
-        [int(n) for n in args.installs.split(",")], args.runs)
+    counts = {name: [int(n) for n in getattr(args, name).split(",") if n]
+              for name in ("fanout", "nodes", "installs", "rayup")}
+    fan_rows = fanout(counts["fanout"], args.runs) if counts["fanout"] else []
+    life_rows, extra = lifecycle(counts["nodes"], args.runs) if counts["nodes"] else ([], {})
+    install_rows = installs(counts["installs"], args.runs) if counts["installs"] else []
+    up_rows = ray_up(counts["rayup"], args.runs) if counts["rayup"] else []
+    starts = {row["hosts"]: row["inv start"] for row in life_rows}
+    for row in up_rows:
+        if row["hosts"] in starts:
+            row["ray up / inv start"] = row["ray up (all alive)"] / starts[row["hosts"]]
     machine = (f"{platform.node()}: {os.cpu_count()} cores, "
                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                f"{platform.platform()}, Python {platform.python_version()}")
@@ -294,13 +435,16 @@ def main():
     if extra:
         text.append("\n".join(f"- {name}: {seconds:.1f} s" for name, seconds in extra.items())
                     + "\n")
+    if up_rows:
+        text.append(markdown("Ray's cluster launcher, local provider (seconds)", up_rows))
     if install_rows:
         text.append(markdown("Install with the wheelhouse (seconds, MiB)", install_rows))
-    text.append(markdown("Fan-out: `exec true` (seconds; controller peak RSS)", fan_rows))
+    if fan_rows:
+        text.append(markdown("Fan-out: `exec true` (seconds; controller peak RSS)", fan_rows))
     report = os.path.join(results, f"{stamp}.md")
     with open(report, "w") as handle:
         handle.write("\n".join(text))
-    plotted = plot(os.path.join(results, f"{stamp}.png"), fan_rows, life_rows)
+    plotted = plot(os.path.join(results, f"{stamp}.png"), fan_rows, life_rows, up_rows)
     print("\n".join(text))
     print(f"written {report}" + (" and the plot" if plotted else " (no matplotlib: no plot)"))
     print(f"benchmark process peak RSS: "
