@@ -117,6 +117,11 @@ def test_update_moves_every_host_and_restarts_with_same_settings(netns_cluster, 
     assert venv_versions(netns_cluster) == {host.name: NEW_RAY for host in netns_cluster.hosts}
     seen = run_driver(netns_cluster)
     assert seen == {host.name: {"value": "v2", "cpus": 2.0} for host in netns_cluster.hosts}
+    gcs = netns_cluster.ssh(netns_cluster.hosts[0], "pgrep -x gcs_server").stdout
+    again = run_inv("update", f"--version={NEW_RAY}", env=cluster_env)
+    assert again.returncode == 0, again.output
+    assert f"every node already runs ray {NEW_RAY}; nothing to do" in again.output
+    assert netns_cluster.ssh(netns_cluster.hosts[0], "pgrep -x gcs_server").stdout == gcs
 
 
 def test_test_passes_then_names_the_host_whose_ray_died(netns_cluster, cluster_env):
