@@ -28,6 +28,7 @@ def alive_nodes():
 
 
 def cancelled(cancel_file):
+    """Whether the controller asked to stop waiting (the file is removed then)."""
     if cancel_file and os.path.exists(cancel_file):
         os.remove(cancel_file)
         return True
