@@ -171,8 +171,10 @@ def probe(python, installation_directory, port):
 
 
 def node_state(python, home, action, *args):
-    """Run the node_state script (shipped inline) with the node's plain Python."""
-    return shell.join(python, "-c", source("node_state.py"), action, home, *args)
+    """Run the node_state script (shipped inline) with the node's plain Python; ``home`` may
+    start with ``~/`` (the login user's home) when the node was not probed."""
+    return " ".join([shell.join(python, "-c", source("node_state.py"), action),
+                     shell.home_relative(home), shell.join(*args)]).rstrip()
 
 
 def setup_env(home, head_address, local):

@@ -76,8 +76,10 @@ class Host:
         return result
 
     def state(self, action, *args, what, check=True):
-        """Run the node_state script with the node's plain Python."""
-        command = ray_commands.node_state(self.settings.python, self.home, action, *args)
+        """Run the node_state script with the node's plain Python (in the configured
+        installation directory when the node was not probed)."""
+        home = self.facts.get("home", self.settings.installation_directory)
+        command = ray_commands.node_state(self.settings.python, home, action, *args)
         return self.run(command, what, check=check)
 
     def probe(self):

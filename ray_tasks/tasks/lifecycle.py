@@ -190,7 +190,8 @@ def stop(c, nodes=None, hosts=None, key_file=None, username=None, installation_d
 
     Only processes started by ray-tasks for this installation directory are touched; other
     Ray instances on the same machines keep running. Nothing running is not an error."""
-    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
+    cluster = Cluster(c, probe=False,
+                      **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner as runner:
         stop_cluster(cluster, runner.ready)
         runner.finish("stop")
