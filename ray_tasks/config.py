@@ -9,6 +9,10 @@ import dataclasses
 import os
 import re
 
+from . import shell
+
+# Numbers are written as text: Invoke casts an INVOKE_RAY_* value to its default's type,
+# and int("abc") there would be a traceback before any check below could name the setting.
 DEFAULTS = {
     "nodes": "nodes.txt",
     "hosts": "",
@@ -21,22 +25,33 @@ DEFAULTS = {
     "wheelhouse": False,
     "wheel_cache": "~/.cache/ray-tasks/wheels",
     "worker_dir": "example_ray_code",
-    "port": 6379,
-    "num_workers": 10,
+    "port": "6379",
+    "num_workers": "10",
     "object_store_memory": "",
     "start_args": "",
-    "parallel": 10,
-    "connect_timeout": 10,
-    "command_timeout": 900,
-    "join_timeout": 60,
+    "parallel": "10",
+    "connect_timeout": "10",
+    "command_timeout": "900",
+    "join_timeout": "60",
     "auth_token_file": "~/.config/ray-tasks/auth_token",
     "known_hosts": "~/.ssh/known_hosts",
     "host_key_policy": "accept-new",
 }
 
 HOST_KEY_POLICIES = ("accept-new", "strict", "off")
+WHOLE_NUMBERS = ("num_workers", "parallel", "connect_timeout", "command_timeout",
+                 "join_timeout")
+# Settings read as text (the others have a parser of their own below).
+TEXT = ("nodes", "hosts", "username", "key_file", "installation_directory", "python", "extras",
+        "wheel_cache", "worker_dir", "start_args", "auth_token_file", "known_hosts",
+        "host_key_policy")
+# Ray refuses an object store smaller than this (OBJECT_STORE_MINIMUM_MEMORY_BYTES).
+MIN_OBJECT_STORE = 75 * 2**20
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+# Settings that cannot be empty (the others mean "none" or "the default" when empty).
+_REQUIRED = ("nodes", "python", "wheel_cache", "auth_token_file", "known_hosts")
+_VERSION = re.compile(r"^(\d+(?:\.\d+){0,2})((?:a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$")
 
 
 class ConfigError(Exception):
@@ -78,15 +93,35 @@ class Settings:
 
 
 def parse_size(text):
-    """Bytes from ``123``, ``200M``, ``1.5G`` or ``512MiB``; None for an empty value."""
+    """Bytes from ``123``, ``200M``, ``1.5G`` or ``512MiB``; None for an empty value.
+
+    Refuses what is not a size and a size below Ray's minimum object store (75 MiB)."""
     if text in ("", None):
         return None
-    match = _SIZE.match(str(text))
+    match = None if isinstance(text, bool) else _SIZE.match(str(text))
     if not match:
         raise ConfigError(f"object_store_memory: {text!r} is not a size (e.g. 200M, 2G)")
     number, unit = match.groups()
-    power = " KMGT".index(unit.upper() or " ")
-    return int(float(number) * 1024**power)
+    size = int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
+    if size < MIN_OBJECT_STORE:
+        raise ConfigError(f"object_store_memory: {text!r} is {size} bytes, below Ray's "
+                          f"minimum of {MIN_OBJECT_STORE // 2**20}M")
+    return size
+
+
+def normalise_version(value):
+    """A Ray release number in its canonical form (``2.60`` -> ``2.60.0``, as Ray reports
+    itself), or ConfigError for anything else."""
+    if isinstance(value, float):
+        raise ConfigError(f"version: {value!r} was read as a number (in YAML 2.60 is 2.6): "
+                          "quote it, e.g. '2.60.0'")
+    match = None if isinstance(value, bool) else _VERSION.match(str(value).strip())
+    if not match:
+        raise ConfigError(f"version: {value!r} is not a Ray release number (e.g. 2.60.0)")
+    release, *suffixes = match.groups()
+    numbers = [str(int(part)) for part in release.split(".")]
+    numbers += ["0"] * (3 - len(numbers))
+    return ".".join(numbers) + "".join(suffix or "" for suffix in suffixes)
 
 
 def apply_flags(c, **flags):
@@ -104,24 +139,20 @@ def settings(c, **flags):
 
 
 def from_mapping(section):
-    """Check and type a plain mapping of the ``ray`` section."""
+    """Check and type a plain mapping of the ``ray`` section: every value is checked here,
+    whichever layer (default, YAML, environment, flag, an earlier task) it came from."""
     values = dict(DEFAULTS, **section)
-    for key in ("port", "num_workers", "parallel", "connect_timeout", "command_timeout",
-                "join_timeout"):
-        values[key] = _positive_int(key, values[key])
+    for key in TEXT:
+        values[key] = _text(key, values[key])
+    values["port"] = whole_number("port", values["port"], highest=65535)
+    for key in WHOLE_NUMBERS:
+        values[key] = whole_number(key, values[key])
     values["object_store_memory"] = parse_size(values["object_store_memory"])
-    values["wheelhouse"] = _boolean(values["wheelhouse"])
-    for key in ("username", "key_file", "hosts", "start_args", "extras"):
-        values[key] = str(values[key] or "")
-    if values["host_key_policy"] not in HOST_KEY_POLICIES:
-        raise ConfigError(
-            f"host_key_policy: {values['host_key_policy']!r} is not one of "
-            + ", ".join(HOST_KEY_POLICIES)
-        )
-    if not re.match(r"^[0-9][0-9A-Za-z.+!-]*$", str(values["version"])):
-        raise ConfigError(f"version: {values['version']!r} is not a Ray release number")
-    if values["extras"] and not re.match(r"^[A-Za-z0-9_,-]+$", values["extras"]):
-        raise ConfigError(f"extras: {values['extras']!r} is not a list of pip extras")
+    values["wheelhouse"] = _boolean("wheelhouse", values["wheelhouse"])
+    values["version"] = normalise_version(values["version"])
+    values["installation_directory"] = _installation_directory(
+        values["installation_directory"])
+    _check_choices(values)
     if values["key_file"]:
         values["key_file"] = os.path.expanduser(values["key_file"])
     return Settings(**values)
@@ -132,17 +163,69 @@ def replace(settings, **changes):
     return from_mapping(dict(dataclasses.asdict(settings), **changes))
 
 
-def _positive_int(key, value):
-    try:
+def whole_number(key, value, highest=None):
+    """``value`` as a positive integer (``10``, ``"10"``, ``10.0``); ``abc``, ``0``, ``2.9``
+    and ``True`` are ConfigErrors naming ``key``."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: {value!r} is not a whole number") from None
-    if number < 1:
-        raise ConfigError(f"{key}: must be at least 1, got {number}")
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None:
+        raise ConfigError(f"{key}: {value!r} is not a whole number")
+    if number < 1 or (highest and number > highest):
+        allowed = f"1-{highest}" if highest else "at least 1"
+        raise ConfigError(f"{key}: must be {allowed}, got {number}")
     return number
 
 
-def _boolean(value):
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+def _text(key, value):
+    """A setting that holds text: None (an empty YAML value) reads as empty."""
+    if isinstance(value, (dict, list, tuple)):
+        raise ConfigError(f"{key}: expected a single value, got {value!r}")
+    text = "" if value is None else str(value)
+    if not text and key in _REQUIRED:
+        raise ConfigError(f"{key} is empty: set it (default {DEFAULTS[key]!r}) or unset it")
+    return text
+
+
+def _installation_directory(path):
+    """An absolute path, ``~`` or ``~/...``: a relative one would depend on the SSH login's
+    working directory."""
+    if not path:
+        raise ConfigError("installation_directory is empty: set it to an absolute path or "
+                          "one under ~/, e.g. ~/ray or /opt/ray")
+    if not (path == "~" or path.startswith(("~/", "/"))):
+        raise ConfigError(f"installation_directory: {path!r} is relative: give an absolute "
+                          "path or one under ~/, e.g. ~/ray or /opt/ray")
+    return path
+
+
+def _check_choices(values):
+    """The settings whose value is one of a set, or must have a shape."""
+    if values["host_key_policy"] not in HOST_KEY_POLICIES:
+        raise ConfigError(
+            f"host_key_policy: {values['host_key_policy']!r} is not one of "
+            + ", ".join(HOST_KEY_POLICIES)
+        )
+    if values["extras"] and not re.match(r"^[A-Za-z0-9_,-]+$", values["extras"]):
+        raise ConfigError(f"extras: {values['extras']!r} is not a list of pip extras")
+    try:
+        shell.split_args(values["start_args"])
+    except ValueError as error:
+        raise ConfigError(f"start_args: {values['start_args']!r} cannot be split like a shell "
+                          f"would ({error}): balance its quotes") from None
+
+
+def _boolean(key, value):
+    """True/false from a flag, YAML or the environment (1/0, yes/no, on/off, true/false)."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}: {value!r} is not true or false")

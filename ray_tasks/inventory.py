@@ -129,7 +129,10 @@ def load_nodes(path):
             "machine: echo localhost > nodes.txt"
         ) from None
     except OSError as error:
-        raise InventoryError(f"{path}: cannot read it ({error.strerror})") from None
+        raise InventoryError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise InventoryError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} "
+                             f"at offset {error.start}): save it as UTF-8") from None
     return parse_nodes(text, filename=path)
 
 

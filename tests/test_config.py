@@ -59,17 +59,39 @@ def test_yaml_then_environment_then_flags(tmp_path):
 
 
 @pytest.mark.parametrize("value, expected", [
-    ("", None), ("1000", 1000), ("200M", 200 * 2**20), ("1.5G", int(1.5 * 2**30)),
-    ("512MiB", 512 * 2**20), (100000000, 100000000),
+    ("", None), ("78643200", 75 * 2**20), ("200M", 200 * 2**20), ("1.5G", int(1.5 * 2**30)),
+    ("512MiB", 512 * 2**20), (100000000, 100000000), ("0.5g", 2**29),
 ])
 def test_sizes(value, expected):
     assert config.parse_size(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "2X", "1000", "74M", True, "-1G", "1e9"])
+def test_sizes_refused(value):
+    with pytest.raises(config.ConfigError, match="object_store_memory: "):
+        config.parse_size(value)
 
 
 @pytest.mark.parametrize("key, value, message", [
     ("object_store_memory", "lots", "is not a size"),
     ("num_workers", "ten", "is not a whole number"),
     ("parallel", 0, "must be at least 1"),
+    ("num_workers", "2.9", "is not a whole number"),
+    ("num_workers", 2.9, "is not a whole number"),
+    ("num_workers", True, "is not a whole number"),
+    ("command_timeout", "-5", "is not a whole number"),
+    ("join_timeout", None, "is not a whole number"),
+    ("port", 65536, "must be 1-65535"),
+    ("port", "0", "must be 1-65535"),
+    ("version", "2.60.0;x", "is not a Ray release number"),
+    ("version", 2.6, "was read as a number"),
+    ("version", "latest", "is not a Ray release number"),
+    ("start_args", "--x 'unbalanced", "balance its quotes"),
+    ("installation_directory", "", "is empty"),
+    ("installation_directory", "ray", "is relative"),
+    ("installation_directory", "~user/ray", "is relative"),
+    ("wheelhouse", "perhaps", "is not true or false"),
+    ("python", None, "python is empty"),
     ("host_key_policy", "yolo", "is not one of"),
     ("version", "2.60.0; rm -rf /", "is not a Ray release number"),
     ("extras", "default] os", "is not a list of pip extras"),

@@ -76,3 +76,13 @@ def test_select_by_entry_or_host_and_rejects_unknown():
     assert [n.host for n in select(nodes, "b")] == ["b"]
     with pytest.raises(InventoryError, match="'d' is not in the nodes file"):
         select(nodes, "a,d")
+
+
+def test_unreadable_nodes_files_say_why(tmp_path):
+    path = tmp_path / "nodes.txt"
+    path.write_bytes(b"head\nw\xff1\n")
+    with pytest.raises(InventoryError, match=r"not UTF-8 text \(byte 0xff at offset 6\): save "
+                                             "it as UTF-8"):
+        load_nodes(str(path))
+    with pytest.raises(InventoryError, match=r"cannot read it \(Is a directory\)"):
+        load_nodes(str(tmp_path))

@@ -6,7 +6,7 @@ from .. import config, installing, report
 from ..runner import StepError
 from ..verify import cluster_test, run_selftest
 from .lifecycle import start_cluster, stop_cluster
-from .options import COMMON_HELP, Cluster, ask_sudo_password, common, user_error
+from .options import COMMON_HELP, Cluster, ask_sudo_password, common, user_error, user_errors
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -90,8 +90,13 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
     and tested. If any node cannot build or switch, every node stays on the old release."""
     if hosts:
         user_error("update acts on every node (a cluster runs one Ray version): drop --hosts")
-    cluster = Cluster(c, wheelhouse=wheelhouse or None,
+    cluster = Cluster(c, version=version, wheelhouse=wheelhouse or None,
                       **common(nodes, hosts, key_file, username, installation_directory))
+    if cluster.settings.hosts:
+        user_error("update acts on every node (a cluster runs one Ray version): unset "
+                   f"ray.hosts ({cluster.settings.hosts!r}, from INVOKE_RAY_HOSTS, a YAML file "
+                   "or an earlier task's --hosts)")
+    version = version and cluster.settings.version
     with cluster.runner as runner:
         cluster.stop_here("update")
         installing.check_pythons(runner, cluster.head)
@@ -102,8 +107,9 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             except StepError as error:
                 user_error(error.message)
             report.say(f"update: newest Ray release on the index is {version}")
-        cluster.settings = config.replace(cluster.settings, version=version)
-        c.config.ray.version = version
+        with user_errors():
+            cluster.settings = config.replace(cluster.settings, version=version)
+        version = c.config.ray.version = cluster.settings.version
         hosts = runner.ready
         if all(host.facts["ray"] == version for host in hosts):
             for host in hosts:
@@ -112,6 +118,12 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             runner.finish("update")
             return
         record = cluster.head.facts.get("cluster")
+        if record:
+            with user_errors():
+                restart = config.replace(
+                    cluster.settings, num_workers=record["num_workers"], port=record["port"],
+                    object_store_memory=record["object_store_memory"],
+                    start_args=record["start_args"])
         running = [host for host in hosts if host.facts["raylet"]]
         needed = [host for host in hosts if host.facts["ray"] != version]
         installing.check_disk(runner, needed)
@@ -127,10 +139,7 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             runner.each(installing.switch_back, switched)
         runner.each(installing.ship_scripts)
         if running and record:
-            start_cluster(cluster, config.replace(
-                cluster.settings, num_workers=record["num_workers"], port=record["port"],
-                object_store_memory=record["object_store_memory"],
-                start_args=record["start_args"]))
+            start_cluster(cluster, restart)
         if len(runner.ready) == len(hosts):
             runner.each(lambda host: run_selftest(host, version))
             if running:

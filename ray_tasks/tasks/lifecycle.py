@@ -211,6 +211,8 @@ def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=Non
                       **common(nodes, hosts, key_file, username, installation_directory))
     with user_errors():
         bundle = worker_code.pack(cluster.settings.worker_dir)
+        if num_workers is not None:
+            num_workers = config.whole_number("num_workers", num_workers)
     with cluster.runner as runner:
         cluster.stop_here("restart-workers")
         head = cluster.head
@@ -223,7 +225,7 @@ def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=Non
         cluster.stop_here("restart-workers")
         targets = sync_code(cluster, bundle, cluster.selected_hosts())
         record = head.facts["cluster"] or {}
-        if num_workers and int(num_workers) != record.get("num_workers"):
+        if num_workers and num_workers != record.get("num_workers"):
             settings = config.replace(cluster.settings, num_workers=num_workers)
             rejoin = [host for host in targets if host is not head]
             stop_cluster(cluster, rejoin)
