@@ -1,13 +1,16 @@
 """SSH host keys: known_hosts is read, new keys recorded (accept-new), changed keys refused.
 
 Fabric 3 would accept any key and read no known_hosts; every connection of ray-tasks goes
-through ``trust()`` below before its first command.
+through ``trust()`` below before its first command. A key on an ``@revoked`` line is
+refused for every host; ``@cert-authority`` lines are skipped (paramiko cannot verify host
+certificates), as is any line paramiko cannot read, the way OpenSSH skips them.
 """
 
 import os
 import threading
 
 import paramiko
+from paramiko.hostkeys import HostKeyEntry
 
 from .report import say
 
@@ -16,13 +19,32 @@ class HostKeyRefused(Exception):
     """The host's key is unknown under the strict policy."""
 
 
+class HostKeyRevoked(HostKeyRefused):
+    """The host presented a key that known_hosts marks ``@revoked``."""
+
+    def __init__(self, hostname, key):
+        super().__init__(hostname)
+        self.key_type = key.get_name()
+
+
+class KnownHostsError(Exception):
+    """The known_hosts file cannot be read."""
+
+
+def _revoked(revoked, key):
+    return (key.get_name(), key.get_base64()) in revoked
+
+
 class AcceptNew(paramiko.MissingHostKeyPolicy):
     """Accept a host seen for the first time and remember its key for known_hosts."""
 
-    def __init__(self, recorded):
+    def __init__(self, recorded, revoked):
         self.recorded = recorded
+        self.revoked = revoked
 
     def missing_host_key(self, client, hostname, key):
+        if _revoked(self.revoked, key):
+            raise HostKeyRevoked(hostname, key)
         client.get_host_keys().add(hostname, key.get_name(), key)
         self.recorded.append((hostname, key))
 
@@ -30,7 +52,12 @@ class AcceptNew(paramiko.MissingHostKeyPolicy):
 class Strict(paramiko.MissingHostKeyPolicy):
     """Refuse a host whose key is not in known_hosts."""
 
+    def __init__(self, revoked):
+        self.revoked = revoked
+
     def missing_host_key(self, client, hostname, key):
+        if _revoked(self.revoked, key):
+            raise HostKeyRevoked(hostname, key)
         raise HostKeyRefused(hostname)
 
 
@@ -48,23 +75,55 @@ class KnownHosts:
         self.path = os.path.expanduser(path)
         self.policy = policy
         self.recorded = []
+        self.revoked = set()
         self._lock = threading.Lock()
         self.known = paramiko.HostKeys()
         if policy == "off":
             say("WARNING: host_key_policy is off: SSH host keys are not checked; "
                 "a machine impersonating a node would be trusted.")
         elif os.path.exists(self.path):
-            self.known.load(self.path)
+            self._load()
+
+    def _load(self):
+        """Read known_hosts line by line: keys, ``@revoked`` keys; skip what paramiko cannot
+        use (``@cert-authority``, unknown key types, malformed lines)."""
+        try:
+            with open(self.path, "rb") as handle:
+                lines = handle.read().decode("utf-8", errors="replace").splitlines()
+        except OSError as error:
+            raise KnownHostsError(f"known_hosts: cannot read {self.path} "
+                                  f"({error.strerror or error})") from None
+        authorities = 0
+        for number, line in enumerate(lines, start=1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            if fields[0] == "@cert-authority":
+                authorities += 1
+            elif fields[0] == "@revoked":
+                entry = _entry(fields[1:], number)
+                if entry:
+                    self.revoked.add((entry.key.get_name(), entry.key.get_base64()))
+            elif not fields[0].startswith("@"):
+                entry = _entry(fields, number)
+                for name in entry.hostnames if entry else ():
+                    self.known.add(name, entry.key.get_name(), entry.key)
+        if authorities:
+            say(f"note: {self.path} has {authorities} @cert-authority line(s): skipped, "
+                "paramiko does not verify host certificates (hosts are checked by their "
+                "own keys)")
 
     def trust(self, client, host, port):
-        """Give ``client`` the known keys of ``host`` and the policy for a key it lacks."""
+        """Give ``client`` the known keys of ``host`` (not a revoked one) and the policy for
+        a key it lacks."""
         name = host if port in (None, 22) else f"[{host}]:{port}"
         for key_type, key in (self.known.lookup(name) or {}).items():
-            client.get_host_keys().add(name, key_type, key)
+            if not _revoked(self.revoked, key):
+                client.get_host_keys().add(name, key_type, key)
         if self.policy == "accept-new":
-            client.set_missing_host_key_policy(AcceptNew(self.recorded))
+            client.set_missing_host_key_policy(AcceptNew(self.recorded, self.revoked))
         elif self.policy == "strict":
-            client.set_missing_host_key_policy(Strict())
+            client.set_missing_host_key_policy(Strict(self.revoked))
         else:
             client.set_missing_host_key_policy(AcceptAny())
 
@@ -80,3 +139,12 @@ class KnownHosts:
             for hostname, _ in self.recorded:
                 say(f"[{hostname}] new host key recorded in {self.path}")
             self.recorded.clear()
+
+
+def _entry(fields, number):
+    """The HostKeyEntry of one known_hosts line's fields (hosts, key type, key), or None
+    for a line paramiko cannot read (skipped, as OpenSSH skips it)."""
+    try:
+        return HostKeyEntry.from_line(" ".join(fields[:3]), number)
+    except Exception:  # any malformed or unknown key: the line is skipped
+        return None

@@ -21,7 +21,7 @@ import invoke
 import paramiko
 
 from . import ray_commands, report, shell
-from .hostkeys import HostKeyRefused, KnownHosts
+from .hostkeys import HostKeyRefused, HostKeyRevoked, KnownHosts
 
 
 class StepError(Exception):
@@ -200,6 +200,10 @@ def connect_error(error, host):
         return (f"HOST KEY CHANGED for {where} (expected {error.expected_key.get_name()}, got "
                 f"{error.key.get_name()}): possible impersonation. If the host was "
                 f"reinstalled, remove its old key: ssh-keygen -R {error.hostname}")
+    if isinstance(error, HostKeyRevoked):
+        return (f"the host key of {where} ({error.key_type}) is marked @revoked in "
+                f"{settings.known_hosts}: refused; give the host a new key, or remove the "
+                "@revoked line if the revocation is wrong")
     if isinstance(error, HostKeyRefused):
         return (f"unknown host key for {where} and host_key_policy is strict: add it to "
                 f"{settings.known_hosts} (ssh-keyscan) or use host_key_policy: accept-new")

@@ -7,6 +7,7 @@ import getpass
 from invoke.exceptions import Exit
 
 from .. import auth_token, config, inventory
+from ..hostkeys import KnownHostsError
 from ..runner import Runner
 from ..worker_code import WorkerCodeError
 
@@ -46,7 +47,7 @@ def user_errors():
     try:
         yield
     except (config.ConfigError, inventory.InventoryError, WorkerCodeError,
-            auth_token.TokenError) as error:
+            auth_token.TokenError, KnownHostsError) as error:
         user_error(error)
 
 
@@ -62,7 +63,8 @@ class Cluster:
         reached = [self.nodes[0]] if head_only else list(self.selected)
         if with_head and self.nodes[0] not in reached:
             reached.insert(0, self.nodes[0])
-        self.runner = Runner(self.settings, reached, probe=probe)
+        with user_errors():
+            self.runner = Runner(self.settings, reached, probe=probe)
 
     @functools.cached_property
     def token(self):
