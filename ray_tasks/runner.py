@@ -8,11 +8,13 @@ non-zero naming the failed hosts.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import io
 import json
 import os
 import posixpath
+import secrets
 import socket
 import time
 
@@ -40,7 +42,17 @@ class Outcome:
     seconds: float = 0.0
 
 
-_QUIET = {"run": {"hide": True, "warn": True, "in_stream": False}}
+# Pinned over ~/.invoke.yaml and ~/.fabric.yaml: with a pty, what a command reads on stdin
+# (a sudo password) is echoed into its captured output; echo prints every command; a dry
+# run or watchers answering prompts would make every result a lie.
+_QUIET = {"run": {"hide": True, "warn": True, "in_stream": False, "pty": False,
+                  "fallback": False, "echo": False, "echo_stdin": False, "dry": False,
+                  "asynchronous": False, "disown": False, "watchers": []}}
+
+
+def private(mode):
+    """True for a secret's mode: no permission for group or others."""
+    return not mode & 0o077
 
 
 class Host:
@@ -113,12 +125,21 @@ class LocalHost(Host):
         return self._context.run(command, timeout=timeout, in_stream=in_stream)
 
     def put(self, data, path, mode=0o644):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode),
-                  "wb") as handle:
-            handle.write(data)
-        os.chmod(path + ".new", mode)
-        os.replace(path + ".new", path)
+        """Write ``path`` through a new file (never an old one's inode and mode), renamed into
+        place; a directory made for a secret is 0700."""
+        temporary = path + ".new"
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700 if private(mode) else 0o777,
+                        exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o777)
+            with open(descriptor, "wb") as handle:
+                os.fchmod(descriptor, mode)
+                handle.write(data)
+            os.replace(temporary, path)
+        except OSError as error:
+            raise StepError(f"could not write {path}: {error.strerror or error}") from None
 
     def close(self):
         pass
@@ -160,12 +181,18 @@ class SshHost(Host):
                                    in_stream=in_stream)
 
     def put(self, data, path, mode=0o644):
+        """Write ``path`` over SFTP through a temporary name; a secret (``private(mode)``) is
+        never reachable by others with a wider mode, and a directory made for it is 0700."""
         sftp = self.connection.sftp()
+        write = self._write_private if private(mode) else self._write
         try:
-            self._write(sftp, data, path, mode)
-        except FileNotFoundError:
-            self.run(shell.join("mkdir", "-p", posixpath.dirname(path)), "create a directory")
-            self._write(sftp, data, path, mode)
+            try:
+                write(sftp, data, path, mode)
+            except FileNotFoundError:
+                mode_flag = ["-m", "700"] if private(mode) else []
+                self.run(shell.join("mkdir", "-p", *mode_flag, posixpath.dirname(path)),
+                         "create a directory")
+                write(sftp, data, path, mode)
         except OSError as error:
             raise StepError(f"could not write {path}: {error.strerror or error}") from None
 
@@ -177,6 +204,27 @@ class SshHost(Host):
             handle.set_pipelined(True)
             handle.write(data)
         sftp.posix_rename(path + ".new", path)
+
+    @staticmethod
+    def _write_private(sftp, data, path, mode):
+        """Write a secret: SFTP's open carries no mode, so the file is made inside a fresh
+        0700 directory beside ``path`` (no one else can reach it there), given its mode before
+        any byte, then renamed into place."""
+        staging = f"{path}.{secrets.token_hex(4)}.new"
+        sftp.mkdir(staging, 0o700)
+        inside = posixpath.join(staging, posixpath.basename(path))
+        renamed = False
+        try:
+            with sftp.open(inside, "wx") as handle:
+                handle.chmod(mode)
+                handle.write(data)
+            sftp.posix_rename(inside, path)
+            renamed = True
+        finally:
+            with contextlib.suppress(OSError):
+                if not renamed:
+                    sftp.remove(inside)
+                sftp.rmdir(staging)
 
     def close(self):
         self.connection.close()
