@@ -37,11 +37,14 @@ def table(headers, rows):
     return "\n".join(lines)
 
 
-def summary(task, outcomes):
-    """The per-host table printed at the end of a task."""
+def summary(task, outcomes, log=None):
+    """The per-host table printed at the end of a task, then where the tracebacks of internal
+    errors were saved (``log``), if any."""
     rows = [(host, "ok" if outcome.ok else "FAILED", f"{outcome.seconds:.1f}", outcome.message)
             for host, outcome in outcomes.items()]
     say(f"\n{task}: summary\n" + table(("host", "result", "seconds", "detail"), rows))
+    if log:
+        say(f"internal errors: the full tracebacks are in {log} (please report them)")
 
 
 def verdict(task, outcomes):

@@ -22,7 +22,7 @@ import fabric
 import invoke
 import paramiko
 
-from . import ray_commands, report, shell
+from . import ray_commands, report, shell, tracebacks
 from .hostkeys import HostKeyRefused, HostKeyRevoked, KnownHosts
 
 
@@ -105,7 +105,11 @@ class Host:
         if result.exited != 0:
             raise StepError(f"could not probe the node (exit {result.exited})",
                             result.stdout + result.stderr)
-        self.facts = json.loads(result.stdout.strip().splitlines()[-1])
+        try:
+            self.facts = json.loads((result.stdout.strip().splitlines() or [""])[-1])
+        except ValueError:
+            raise StepError("the probe's answer is not JSON (does a login script print "
+                            "on stdout?)", result.stdout + result.stderr) from None
 
 
 class LocalHost(Host):
@@ -273,6 +277,9 @@ def connect_error(error, host):
     return f"{type(error).__name__}: {error}"
 
 
+CONNECT_ERRORS = (paramiko.SSHException, HostKeyRefused, OSError, EOFError)
+
+
 class Runner:
     """The hosts of one task, connected and (unless ``probe`` is off) probed, with the
     outcome of each."""
@@ -288,6 +295,7 @@ class Runner:
                       else SshHost(node, settings, known_hosts) for node in nodes]
         self.outcomes = {str(host.node): Outcome() for host in self.hosts}
         self.interrupted = False
+        self.logged = False
 
     def __enter__(self):
         if self.settings.key_file and not os.path.isfile(self.settings.key_file):
@@ -305,7 +313,7 @@ class Runner:
     def _connect(self, host):
         try:
             host.open()
-        except Exception as error:  # every connection failure becomes a one-line reason
+        except CONNECT_ERRORS as error:  # anything else is a defect: _step logs it
             raise StepError(connect_error(error, host)) from None
         if self.probe:
             host.probe()
@@ -368,6 +376,12 @@ class Runner:
                 self.fail(host, error.message, error.output)
             else:
                 self.fail(host, f"lost the connection: {connect_error(error, host)}")
+        except invoke.exceptions.Exit:
+            raise
+        except Exception as error:  # a defect: the host fails, the traceback goes to a log
+            if not self.interrupted:
+                self.logged = True
+                self.fail(host, tracebacks.record(host.node, error))
         else:
             if message:
                 outcome.message = message
@@ -376,5 +390,5 @@ class Runner:
 
     def finish(self, task):
         """Print the summary; exit non-zero naming the failed hosts, if any."""
-        report.summary(task, self.outcomes)
+        report.summary(task, self.outcomes, tracebacks.log_path() if self.logged else None)
         report.verdict(task, self.outcomes)
