@@ -78,6 +78,32 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
         runner.finish("install")
 
 
+def update_target(cluster, version):
+    """The release update moves to: ``version`` (already checked), else the newest on the
+    index; ``cluster.settings`` take it."""
+    if not version:
+        try:
+            version = installing.newest_version(cluster.head.facts["python"])
+        except StepError as error:
+            user_error(error.message)
+        report.say(f"update: newest Ray release on the index is {version}")
+    with user_errors():
+        cluster.settings = config.replace(cluster.settings, version=version)
+    return cluster.settings.version
+
+
+def restart_settings(cluster):
+    """The settings the running cluster was started with (cluster.json on the head),
+    checked before anything is stopped; None without a record."""
+    record = cluster.head.facts.get("cluster")
+    if not record:
+        return None
+    with user_errors():
+        return config.replace(
+            cluster.settings, num_workers=record["num_workers"], port=record["port"],
+            object_store_memory=record["object_store_memory"], start_args=record["start_args"])
+
+
 @task(auto_shortflags=False, help={**COMMON_HELP,
             "version": "Ray release to move to (default: the newest on the index).",
             "wheelhouse": "Download the wheels here once and push them; nodes install offline."})
@@ -96,20 +122,11 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
         user_error("update acts on every node (a cluster runs one Ray version): unset "
                    f"ray.hosts ({cluster.settings.hosts!r}, from INVOKE_RAY_HOSTS, a YAML file "
                    "or an earlier task's --hosts)")
-    version = version and cluster.settings.version
     with cluster.runner as runner:
         cluster.stop_here("update")
         installing.check_pythons(runner, cluster.head)
         cluster.stop_here("update")
-        if not version:
-            try:
-                version = installing.newest_version(cluster.head.facts["python"])
-            except StepError as error:
-                user_error(error.message)
-            report.say(f"update: newest Ray release on the index is {version}")
-        with user_errors():
-            cluster.settings = config.replace(cluster.settings, version=version)
-        version = c.config.ray.version = cluster.settings.version
+        version = c.config.ray.version = update_target(cluster, version)
         hosts = runner.ready
         if all(host.facts["ray"] == version for host in hosts):
             for host in hosts:
@@ -117,13 +134,7 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             report.say(f"update: every node already runs ray {version}; nothing to do")
             runner.finish("update")
             return
-        record = cluster.head.facts.get("cluster")
-        if record:
-            with user_errors():
-                restart = config.replace(
-                    cluster.settings, num_workers=record["num_workers"], port=record["port"],
-                    object_store_memory=record["object_store_memory"],
-                    start_args=record["start_args"])
+        restart = restart_settings(cluster)
         running = [host for host in hosts if host.facts["raylet"]]
         needed = [host for host in hosts if host.facts["ray"] != version]
         installing.check_disk(runner, needed)
@@ -138,7 +149,7 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             report.say("update: not every node could switch; switching the others back")
             runner.each(installing.switch_back, switched)
         runner.each(installing.ship_scripts)
-        if running and record:
+        if running and restart:
             start_cluster(cluster, restart)
         if len(runner.ready) == len(hosts):
             runner.each(lambda host: run_selftest(host, version))
