@@ -183,3 +183,45 @@ def test_revoked_host_key_is_refused_and_cert_authorities_skipped(node, tmp_path
     assert (f"FAILED: the host key of {host.ip}:22 (ssh-ed25519) is marked @revoked in "
             f"{known}: refused") in revoked.output
     assert "Traceback" not in revoked.output
+
+
+@pytest.fixture(scope="module")
+def installed(node):
+    """Ray installed on the node, asked for as ``2.60``: the environment for inv."""
+    cluster, host = node
+    env = user_env(cluster, [host.ip])
+    result = run_inv("install", "--version=2.60", env=env)
+    assert result.returncode == 0, result.output
+    return env
+
+
+def test_a_short_version_is_the_installed_release(installed):
+    again = run_inv("install", "--version=2.60", env=installed)
+    assert again.returncode == 0, again.output
+    assert "up to date (ray 2.60.0)" in again.output
+    update = run_inv("update", "--version=2.60", env=installed)
+    assert update.returncode == 0, update.output
+    assert "every node already runs ray 2.60.0; nothing to do" in update.output
+
+
+def test_the_token_on_a_started_node_is_private(node, installed):
+    cluster, host = node
+    try:
+        started = run_inv("start", env=installed)
+        assert started.returncode == 0, started.output
+    finally:
+        stopped = run_inv("stop", env=installed)
+    assert stopped.returncode == 0, stopped.output
+    with open(installed["INVOKE_RAY_AUTH_TOKEN_FILE"]) as handle:
+        token = handle.read().strip().encode()
+    holding = []
+    for directory, _, files in os.walk(os.path.join(host.folder, "root")):
+        for name in files:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path) and not os.path.islink(path) \
+                    and os.path.getsize(path) < 4096:
+                with open(path, "rb") as handle:
+                    if token in handle.read():
+                        holding.append((path, stat.S_IMODE(os.stat(path).st_mode)))
+    assert holding and all(mode == 0o600 for _, mode in holding), holding
+    assert not [path for path, _ in holding if ".new" in path]
