@@ -243,3 +243,19 @@ def test_known_hosts_lines_paramiko_cannot_read_are_skipped(tmp_path, capsys):
     client = paramiko.SSHClient()
     known.trust(client, "h4", 22)
     assert client.get_host_keys().lookup("h4") is None
+
+
+def test_a_probe_answer_that_is_not_json_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tracebacks, "_path", None)
+    python = tmp_path / "python3"
+    python.write_text("#!/bin/sh\necho 'Welcome to the node!'\n")
+    python.chmod(0o755)
+    settings = config.from_mapping({"installation_directory": str(tmp_path / "inst"),
+                                    "python": str(python)})
+    with Runner(settings, [Node("localhost")]) as runner:
+        assert runner.ready == []
+    out, err = capsys.readouterr()
+    assert "[localhost] FAILED: the probe's answer is not JSON (does a login script print on " \
+           "stdout?)\n" in out
+    assert "[localhost] | Welcome to the node!" in err
+    assert tracebacks.log_path() is None
