@@ -39,8 +39,10 @@ DEFAULTS = {
 }
 
 HOST_KEY_POLICIES = ("accept-new", "strict", "off")
-WHOLE_NUMBERS = ("num_workers", "parallel", "connect_timeout", "command_timeout",
-                 "join_timeout")
+WHOLE_NUMBERS = ("num_workers", "parallel")
+TIMEOUTS = ("connect_timeout", "command_timeout", "join_timeout")
+# A week: longer timeouts would overflow the socket options they end up in.
+MAX_TIMEOUT = 7 * 24 * 3600
 # Settings read as text (the others have a parser of their own below).
 TEXT = ("nodes", "hosts", "username", "key_file", "installation_directory", "python", "extras",
         "wheel_cache", "worker_dir", "start_args", "auth_token_file", "known_hosts",
@@ -48,9 +50,9 @@ TEXT = ("nodes", "hosts", "username", "key_file", "installation_directory", "pyt
 # Ray refuses an object store smaller than this (OBJECT_STORE_MINIMUM_MEMORY_BYTES).
 MIN_OBJECT_STORE = 75 * 2**20
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 # Settings that cannot be empty (the others mean "none" or "the default" when empty).
 _REQUIRED = ("nodes", "python", "wheel_cache", "auth_token_file", "known_hosts")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _VERSION = re.compile(r"^(\d+(?:\.\d+){0,2})((?:a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$")
 
 
@@ -102,7 +104,10 @@ def parse_size(text):
     if not match:
         raise ConfigError(f"object_store_memory: {text!r} is not a size (e.g. 200M, 2G)")
     number, unit = match.groups()
-    size = int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
+    size = float(number) * 1024 ** " KMGT".index(unit.upper() or " ")
+    if size == float("inf"):
+        raise ConfigError(f"object_store_memory: {text!r} is too large")
+    size = int(size)
     if size < MIN_OBJECT_STORE:
         raise ConfigError(f"object_store_memory: {text!r} is {size} bytes, below Ray's "
                           f"minimum of {MIN_OBJECT_STORE // 2**20}M")
@@ -147,6 +152,8 @@ def from_mapping(section):
     values["port"] = whole_number("port", values["port"], highest=65535)
     for key in WHOLE_NUMBERS:
         values[key] = whole_number(key, values[key])
+    for key in TIMEOUTS:
+        values[key] = whole_number(key, values[key], highest=MAX_TIMEOUT)
     values["object_store_memory"] = parse_size(values["object_store_memory"])
     values["wheelhouse"] = _boolean("wheelhouse", values["wheelhouse"])
     values["version"] = normalise_version(values["version"])

@@ -66,7 +66,8 @@ def test_sizes(value, expected):
     assert config.parse_size(value) == expected
 
 
-@pytest.mark.parametrize("value", ["0", "0.5", "2X", "1000", "74M", True, "-1G", "1e9"])
+@pytest.mark.parametrize("value", ["0", "0.5", "2X", "1000", "74M", True, "-1G", "1e9",
+                                   "9" * 400 + "T"])
 def test_sizes_refused(value):
     with pytest.raises(config.ConfigError, match="object_store_memory: "):
         config.parse_size(value)
@@ -82,6 +83,7 @@ def test_sizes_refused(value):
     ("command_timeout", "-5", "is not a whole number"),
     ("join_timeout", None, "is not a whole number"),
     ("port", 65536, "must be 1-65535"),
+    ("connect_timeout", 10**9, "must be 1-604800"),
     ("port", "0", "must be 1-65535"),
     ("version", "2.60.0;x", "is not a Ray release number"),
     ("version", 2.6, "was read as a number"),
