@@ -43,10 +43,9 @@ WHOLE_NUMBERS = ("num_workers", "parallel")
 TIMEOUTS = ("connect_timeout", "command_timeout", "join_timeout")
 # A week: longer timeouts would overflow the socket options they end up in.
 MAX_TIMEOUT = 7 * 24 * 3600
-# Settings read as text (the others have a parser of their own below).
-TEXT = ("nodes", "hosts", "username", "key_file", "installation_directory", "python", "extras",
-        "wheel_cache", "worker_dir", "start_args", "auth_token_file", "known_hosts",
-        "host_key_policy")
+# Settings read as text: every one with a text default but those parsed below.
+TEXT = tuple(key for key, default in DEFAULTS.items() if isinstance(default, str)
+             and key not in ("port", *WHOLE_NUMBERS, *TIMEOUTS, "object_store_memory", "version"))
 # Ray refuses an object store smaller than this (OBJECT_STORE_MINIMUM_MEMORY_BYTES).
 MIN_OBJECT_STORE = 75 * 2**20
 
