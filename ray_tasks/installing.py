@@ -60,11 +60,21 @@ def newest_version(python_version):
                     "--version", result.stdout + result.stderr)
 
 
-def push_wheels(runner, settings, reference, hosts, requirement, name):
-    """Download the wheels of ``requirement`` (pip arguments) once, for the ``reference``
-    node's platform, and push them to ``hosts``; returns the hosts that have them."""
+def push_wheels(runner, settings, hosts, requirement, name):
+    """Download the wheels of ``requirement`` (pip arguments) once per platform among
+    ``hosts`` and push each download only to the hosts of its platform; returns the hosts
+    that have their wheels."""
+    pushed = []
+    for facts, group in wheelhouse.by_platform(hosts):
+        pushed += push_platform_wheels(runner, settings, facts, group, requirement, name)
+    return [host for host in hosts if host in pushed]
+
+
+def push_platform_wheels(runner, settings, facts, hosts, requirement, name):
+    """Download the wheels for the platform of ``facts`` and push them to ``hosts`` (all of
+    that platform); returns the hosts that have them."""
     try:
-        local, cached = wheelhouse.download(settings, reference.facts, requirement, name)
+        local, cached = wheelhouse.download(settings, facts, requirement, name)
     except StepError as error:
         for host in hosts:
             runner.fail(host, error.message)

@@ -26,8 +26,8 @@ def prepare_venvs(cluster, hosts):
     """Wheelhouse push (if on) and venv build on ``hosts``; returns those that succeeded."""
     runner, settings = cluster.runner, cluster.settings
     if hosts and settings.wheelhouse:
-        hosts = installing.push_wheels(runner, settings, runner.ready[0], hosts,
-                                       [settings.requirement], settings.requirement)
+        hosts = installing.push_wheels(runner, settings, hosts, [settings.requirement],
+                                       settings.requirement)
     return runner.each(lambda host: installing.build_venv(host, settings), hosts)
 
 

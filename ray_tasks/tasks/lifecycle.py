@@ -45,7 +45,7 @@ def sync_code(cluster, bundle, hosts):
     wheelhouse is on); returns the hosts that have it."""
     settings = cluster.settings
     if bundle.requirements and settings.wheelhouse:
-        hosts = installing.push_wheels(cluster.runner, settings, cluster.head, hosts,
+        hosts = installing.push_wheels(cluster.runner, settings, hosts,
                                        ["-r", bundle.requirements],
                                        worker_code.requirements_name(bundle))
     return cluster.runner.each(lambda host: worker_code.sync(host, bundle, settings.wheelhouse),
