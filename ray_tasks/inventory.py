@@ -89,7 +89,8 @@ def _check_ipv6(host):
 
 def machine_key(node):
     """What makes two entries the same machine: the host (case-insensitive, IPv6 in one
-    written form, an interface scope kept as written) and the port (22 when none is given); the user does not count."""
+    written form, an interface scope kept as written) and the port (22 when none is
+    given); the user does not count."""
     if ":" in node.host:
         address, percent, scope = node.host.partition("%")
         return ipaddress.IPv6Address(address).compressed + percent + scope, node.port or 22
