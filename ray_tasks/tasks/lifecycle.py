@@ -8,6 +8,8 @@ from .. import config, installing, ray_nodes, report, shell, worker_code
 from ..runner import StepError
 from .options import COMMON_HELP, Cluster, common, user_errors
 
+RECORDED_SETTINGS = ("num_workers", "port", "object_store_memory", "start_args")
+
 START_HELP = {
     **COMMON_HELP,
     "worker-dir": "Directory of worker code to sync to every node's worker_code "
@@ -38,6 +40,27 @@ def check_ready_to_start(cluster):
         elif host.facts["python"] != head.facts["python"]:
             runner.fail(host, f"Python {host.facts['python']} here but {head.facts['python']} "
                         "on the head: Ray refuses a node whose Python differs")
+
+
+def joining_settings(cluster):
+    """The settings nodes start with: a running head's recorded ones (its cluster.json) for
+    the cluster it runs, else the configured ones. Says so when they differ and a node is
+    about to join."""
+    head, settings = cluster.head, cluster.settings
+    running = head in cluster.runner.ready and head.facts["gcs"]
+    record = (head.facts["cluster"] or {}) if running else {}
+    recorded = config.replace(settings, **{key: record[key] for key in RECORDED_SETTINGS
+                                           if key in record})
+    differing = [key for key in RECORDED_SETTINGS
+                 if getattr(settings, key) != getattr(recorded, key)]
+    joining = [host for host in cluster.selected_hosts() if not host.facts["raylet"]]
+    if differing and joining:
+        report.say("start: the running cluster was started with "
+                   + ", ".join(f"{key}={getattr(recorded, key)!r}" for key in differing)
+                   + " (recorded on the head): new nodes join with that, not with "
+                   + ", ".join(f"{key}={getattr(settings, key)!r}" for key in differing)
+                   + "; to change it, inv stop then inv start")
+    return recorded
 
 
 def sync_code(cluster, bundle, hosts):
@@ -169,14 +192,17 @@ def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file
           username=None, installation_directory=None):
     """Sync the worker code, start the head, join every other node, wait until all are alive.
 
-    Nodes already running are left alone. Prints the cluster and the command that attaches
-    a driver on the head."""
+    Nodes already running are left alone; nodes joining a running cluster get the settings
+    it was started with (recorded on the head), whatever the flags and config say now.
+    Prints the cluster and the command that attaches a driver on the head."""
     cluster = Cluster(c, with_head=True, worker_dir=worker_dir, num_workers=num_workers,
                       **common(nodes, hosts, key_file, username, installation_directory))
     with user_errors():
         bundle = worker_code.pack(cluster.settings.worker_dir)
     with cluster.runner as runner:
         cluster.stop_here("start")
+        with user_errors():
+            cluster.settings = joining_settings(cluster)
         check_ready_to_start(cluster)
         cluster.stop_here("start")
         view = start_cluster(cluster, cluster.settings, bundle)
