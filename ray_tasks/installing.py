@@ -5,10 +5,9 @@ failure or Ctrl-C midway leaves the node on its old, working installation.
 """
 
 import posixpath
-import subprocess
 import sys
 
-from . import ray_commands, report, wheelhouse
+from . import local_commands, ray_commands, report, wheelhouse
 from .node_scripts import source
 from .runner import StepError
 
@@ -48,11 +47,9 @@ def check_home_length(runner):
 def newest_version(python_version):
     """The newest Ray release on the package index for this Python."""
     major_minor = "".join(python_version.split(".")[:2])
-    result = subprocess.run(
+    result = local_commands.run(
         [sys.executable, "-m", "pip", "index", "versions", "ray", "--python-version",
-         major_minor, "--disable-pip-version-check"],
-        capture_output=True, text=True,
-    )
+         major_minor, "--disable-pip-version-check"])
     for line in result.stdout.splitlines():
         if line.startswith("ray (") and line.endswith(")"):
             return line[len("ray ("):-1]

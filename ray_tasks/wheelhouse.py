@@ -6,10 +6,9 @@ once per release and platform (Python, machine, glibc) whatever the number of no
 
 import os
 import posixpath
-import subprocess
 import sys
 
-from . import ray_commands, shell
+from . import local_commands, ray_commands, shell
 from .runner import StepError
 
 
@@ -76,7 +75,7 @@ def download(settings, facts, requirement, name):
     os.makedirs(dest, exist_ok=True)
     command = download_command(requirement, dest, facts["python"], facts["machine"],
                                facts["glibc"])
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = local_commands.run(command)
     if result.returncode != 0:
         raise StepError(f"could not download the wheels of {name} on this machine",
                         result.stdout + result.stderr)

@@ -133,8 +133,6 @@ def start_and_watch(cluster, settings, address, others):
         except StepError as error:
             runner.fail(head, error.message, error.output)
             return {}
-        except KeyboardInterrupt:
-            runner.interrupt()
     ray_nodes.fail_not_alive(runner, [head, *joined], view, settings.join_timeout)
     return view
 
