@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import namespaced_cluster, run_inv, start_inv, user_env
+from conftest import namespaced_cluster, read_until, run_inv, start_inv, user_env
 from host_state import run_driver, venv_versions
 
 TAG = (os.getpid() + 53) % 10000
@@ -113,3 +113,21 @@ def test_ctrl_c_while_a_node_joins_runs_nothing_on_a_host_after_it(review):
     rerun = run_inv("start", env=env)
     assert rerun.returncode == 0, rerun.output
     assert set(run_driver(cluster, "os", "sep")) == {"h1", "h2"}
+
+
+def test_dashboard_tunnel_closes_on_ctrl_c(review):
+    """Once the tunnel is open, Ctrl-C is its normal end: "tunnel closed", exit 0."""
+    cluster, env = review
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    process = start_inv(env, "dashboard", f"--local-port={port}")
+    try:
+        read_until(process, "dashboard of", timeout=60)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as page:
+            page.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert page.recv(64).startswith(b"HTTP/1.")
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert "tunnel closed" in output and "Traceback" not in output
