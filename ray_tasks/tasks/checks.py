@@ -99,8 +99,8 @@ def wait_listening(port, timeout=10):
             time.sleep(0.05)
 
 
-@task(auto_shortflags=False, help={**COMMON_HELP,
-                                   "local-port": "Port on this machine for the tunnel (default 8265)."})
+@task(auto_shortflags=False, help={**COMMON_HELP, "local-port": "Port on this machine for "
+                                                 "the tunnel (default 8265)."})
 def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, username=None,
               installation_directory=None):
     """Open an SSH tunnel to the head's dashboard (it listens on the head's 127.0.0.1 only).
