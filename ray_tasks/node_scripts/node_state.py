@@ -205,7 +205,7 @@ def stop(home, grace):
         grace = min(grace, LATE_GRACE)
     print(f"stopped {stopped} processes ({killed} killed after the grace period)")
     if processes:
-        print("still running, started again as fast as they were stopped: "
+        print(f"still running after {STOP_ROUNDS} rounds (new processes keep appearing): "
               + ", ".join(f"{pid} {comm}" for pid, comm, _ in processes))
         return 1
     return 0
