@@ -136,3 +136,20 @@ def test_belongs_needs_the_marker_of_this_home_now(home):
         for process in (ours, other):
             process.kill()
             process.wait()
+
+
+def test_stop_is_bounded_when_processes_keep_appearing(home):
+    """A spawner outside the cluster starts a marked process every 10 ms: the stop gives up
+    after a few rounds and says what still runs (exit 1), instead of looping."""
+    spawner = subprocess.Popen(["sh", "-c", f"while :; do env RAY_TASKS_HOME={home} sleep 30 & "
+                                            "sleep 0.01; done"], stdin=subprocess.DEVNULL)
+    try:
+        wait_members(home, 1)
+        started = time.monotonic()
+        stopped = run_stop(home)
+        assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+        assert "still running after 3 rounds" in stopped.stdout
+        assert time.monotonic() - started < 30
+    finally:
+        spawner.kill()
+        spawner.wait()
