@@ -5,10 +5,9 @@ failure or Ctrl-C midway leaves the node on its old, working installation.
 """
 
 import posixpath
-import subprocess
 import sys
 
-from . import ray_commands, report, wheelhouse
+from . import local_commands, ray_commands, report, wheelhouse
 from .node_scripts import source
 from .runner import StepError
 
@@ -48,11 +47,9 @@ def check_home_length(runner):
 def newest_version(python_version):
     """The newest Ray release on the package index for this Python."""
     major_minor = "".join(python_version.split(".")[:2])
-    result = subprocess.run(
+    result = local_commands.run(
         [sys.executable, "-m", "pip", "index", "versions", "ray", "--python-version",
-         major_minor, "--disable-pip-version-check"],
-        capture_output=True, text=True,
-    )
+         major_minor, "--disable-pip-version-check"])
     for line in result.stdout.splitlines():
         if line.startswith("ray (") and line.endswith(")"):
             return line[len("ray ("):-1]
@@ -60,11 +57,21 @@ def newest_version(python_version):
                     "--version", result.stdout + result.stderr)
 
 
-def push_wheels(runner, settings, reference, hosts, requirement, name):
-    """Download the wheels of ``requirement`` (pip arguments) once, for the ``reference``
-    node's platform, and push them to ``hosts``; returns the hosts that have them."""
+def push_wheels(runner, settings, hosts, requirement, name):
+    """Download the wheels of ``requirement`` (pip arguments) once per platform among
+    ``hosts`` and push each download only to the hosts of its platform; returns the hosts
+    that have their wheels."""
+    pushed = []
+    for facts, group in wheelhouse.by_platform(hosts):
+        pushed += push_platform_wheels(runner, settings, facts, group, requirement, name)
+    return [host for host in hosts if host in pushed]
+
+
+def push_platform_wheels(runner, settings, facts, hosts, requirement, name):
+    """Download the wheels for the platform of ``facts`` and push them to ``hosts`` (all of
+    that platform); returns the hosts that have them."""
     try:
-        local, cached = wheelhouse.download(settings, reference.facts, requirement, name)
+        local, cached = wheelhouse.download(settings, facts, requirement, name)
     except StepError as error:
         for host in hosts:
             runner.fail(host, error.message)

@@ -9,6 +9,7 @@ LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 _HOST_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
 _USER_CHARS = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
+_SCOPE_CHARS = re.compile(r"^[A-Za-z0-9._-]{1,15}$")
 
 
 class InventoryError(Exception):
@@ -75,10 +76,25 @@ def _parse_port(text):
 
 
 def _check_ipv6(host):
+    """An IPv6 address, with an optional ``%scope`` naming an interface (or its number)."""
+    address, percent, scope = host.partition("%")
+    if percent and not _SCOPE_CHARS.match(scope):
+        raise ValueError(f"bad IPv6 scope {scope!r} in {host!r} (an interface name such as "
+                         "eth0, or its number)")
     try:
-        ipaddress.IPv6Address(host)
+        ipaddress.IPv6Address(address)
     except ValueError:
         raise ValueError(f"bad IPv6 address {host!r}") from None
+
+
+def machine_key(node):
+    """What makes two entries the same machine: the host (case-insensitive, IPv6 in one
+    written form, an interface scope kept as written) and the port (22 when none is
+    given); the user does not count."""
+    if ":" in node.host:
+        address, percent, scope = node.host.partition("%")
+        return ipaddress.IPv6Address(address).compressed + percent + scope, node.port or 22
+    return node.host.lower().rstrip("."), node.port or 22
 
 
 def parse_nodes(text, filename="nodes.txt"):
@@ -99,7 +115,7 @@ def parse_nodes(text, filename="nodes.txt"):
             node = dataclasses.replace(parse_line(entry), line=number)
         except ValueError as error:
             raise InventoryError(f"{where}: {error} in {entry!r}") from None
-        key = (node.host, node.port)
+        key = machine_key(node)
         if key in seen:
             raise InventoryError(
                 f"{where}: duplicate node {entry!r} (already on line {seen[key]})"

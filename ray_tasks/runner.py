@@ -15,14 +15,17 @@ import json
 import os
 import posixpath
 import secrets
+import signal
 import socket
+import sys
+import threading
 import time
 
 import fabric
 import invoke
 import paramiko
 
-from . import ray_commands, report, shell, tracebacks
+from . import local_commands, ray_commands, report, shell, tracebacks
 from .hostkeys import HostKeyRefused, HostKeyRevoked, KnownHosts
 
 
@@ -53,6 +56,11 @@ _QUIET = {"run": {"hide": True, "warn": True, "in_stream": False, "pty": False,
 def private(mode):
     """True for a secret's mode: no permission for group or others."""
     return not mode & 0o077
+
+
+INTERRUPTED = ("\ninterrupted: the steps under way were cut off; nodes keep what they had "
+               "(a new venv or worker code is switched to only once complete): rerun to "
+               "finish\n")
 
 
 class Host:
@@ -294,8 +302,9 @@ class Runner:
         self.hosts = [LocalHost(node, settings) if node.is_local
                       else SshHost(node, settings, known_hosts) for node in nodes]
         self.outcomes = {str(host.node): Outcome() for host in self.hosts}
-        self.interrupted = False
         self.logged = False
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self.interrupt)
 
     def __enter__(self):
         if self.settings.key_file and not os.path.isfile(self.settings.key_file):
@@ -349,20 +358,20 @@ class Runner:
                                                                      len(hosts)))
         try:
             list(pool.map(lambda host: self._step(step, host), hosts))
-        except KeyboardInterrupt:
-            self.interrupt()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return [host for host in hosts if self.outcomes[str(host.node)].ok]
 
-    def interrupt(self):
-        """Ctrl-C: drop every connection, which ends the steps under way, and stop the task."""
-        self.interrupted = True
-        for host in self.hosts:
-            host.close()
-        raise invoke.exceptions.Exit(
-            "\ninterrupted: the steps under way were cut off; nodes keep what they had (a new "
-            "venv or worker code is switched to only once complete): rerun to finish", code=130)
+    def interrupt(self, *_signal):
+        """Ctrl-C (the SIGINT handler from the moment a runner exists): end the whole process
+        at once, wherever it is: the connections drop, which cuts off the steps under way,
+        the controller's own commands (pip) are killed, and nothing more runs, no step and
+        no clean-up (a closed connection would open again for its next command). Exit 130."""
+        local_commands.kill_all()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os.write(2, INTERRUPTED.encode())
+        os._exit(130)
 
     def _step(self, step, host):
         outcome = self.outcomes[str(host.node)]
@@ -370,8 +379,6 @@ class Runner:
         try:
             message = step(host)
         except (StepError, OSError, EOFError, paramiko.SSHException) as error:
-            if self.interrupted:
-                return
             if isinstance(error, StepError):
                 self.fail(host, error.message, error.output)
             else:
@@ -379,9 +386,8 @@ class Runner:
         except invoke.exceptions.Exit:
             raise
         except Exception as error:  # a defect: the host fails, the traceback goes to a log
-            if not self.interrupted:
-                self.logged = True
-                self.fail(host, tracebacks.record(host.node, error))
+            self.logged = True
+            self.fail(host, tracebacks.record(host.node, error))
         else:
             if message:
                 outcome.message = message

@@ -1,15 +1,14 @@
-"""The controller downloads Ray's wheels once, for the nodes' platform, and pushes them.
+"""The controller downloads Ray's wheels once per platform of the nodes, and pushes them.
 
 Nodes then install with ``pip --no-index``: they need no internet, and the index is asked
-once per release whatever the number of nodes.
+once per release and platform (Python, machine, glibc) whatever the number of nodes.
 """
 
 import os
 import posixpath
-import subprocess
 import sys
 
-from . import ray_commands, shell
+from . import local_commands, ray_commands, shell
 from .runner import StepError
 
 
@@ -43,10 +42,24 @@ def download_command(requirement, dest, python_version, machine, glibc):
     ]
 
 
+def platform(facts):
+    """What a wheel download is made for: a node's Python (major.minor), machine and glibc."""
+    return ".".join(facts["python"].split(".")[:2]), facts["machine"], facts["glibc"] or "none"
+
+
+def by_platform(hosts):
+    """``hosts`` grouped by ``platform``: [(facts of the group's first host, its hosts)], in
+    the order each platform first appears. Each group needs its own download."""
+    groups = {}
+    for host in hosts:
+        groups.setdefault(platform(host.facts), []).append(host)
+    return [(group[0].facts, group) for group in groups.values()]
+
+
 def cache_dir(settings, facts, name):
-    """Where the wheels called ``name`` for the nodes' platform are kept locally."""
-    python = ".".join(facts["python"].split(".")[:2])
-    folder = f"{name}-py{python}-{facts['machine']}-glibc{facts['glibc'] or 'none'}"
+    """Where the wheels called ``name`` for this node's platform are kept locally."""
+    python, machine, glibc = platform(facts)
+    folder = f"{name}-py{python}-{machine}-glibc{glibc}"
     return os.path.join(os.path.expanduser(settings.wheel_cache), folder)
 
 
@@ -62,7 +75,7 @@ def download(settings, facts, requirement, name):
     os.makedirs(dest, exist_ok=True)
     command = download_command(requirement, dest, facts["python"], facts["machine"],
                                facts["glibc"])
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = local_commands.run(command)
     if result.returncode != 0:
         raise StepError(f"could not download the wheels of {name} on this machine",
                         result.stdout + result.stderr)

@@ -86,3 +86,38 @@ def test_unreadable_nodes_files_say_why(tmp_path):
         load_nodes(str(path))
     with pytest.raises(InventoryError, match=r"cannot read it \(Is a directory\)"):
         load_nodes(str(tmp_path))
+
+
+@pytest.mark.parametrize("first, second", [
+    ("h", "h:22"),
+    ("Head.Example", "head.example"),
+    ("head.example.", "head.example"),
+    ("alice@h", "bob@h"),
+    ("[fd00::1]", "fd00:0::1"),
+    ("[FD00:0:0::1]:22", "fd00::1"),
+    ("fe80::1%eth0", "[fe80:0::1%eth0]:22"),
+])
+def test_duplicates_are_found_after_normalising(first, second):
+    with pytest.raises(InventoryError, match=r"nodes.txt:2: duplicate node .*already on line 1"):
+        parse_nodes(f"{first}\n{second}\n")
+
+
+def test_other_interface_scope_or_port_is_another_node():
+    assert len(parse_nodes("fe80::1%eth0\nfe80::1%eth1\nfe80::1\n")) == 3
+    assert len(parse_nodes("h\nh:2222\n")) == 2
+
+
+@pytest.mark.parametrize("line", [
+    "fe80::1%$(id)",
+    "[fe80::1%a;b]:22",
+    "fe80::1%",
+    "fe80::1%averyveryverylongname",
+    "fe80::1%eth0%x",
+])
+def test_ipv6_scope_must_be_an_interface_name(line):
+    with pytest.raises(InventoryError, match=r"nodes.txt:1: bad IPv6 (scope|address)"):
+        parse_nodes(f"{line}\n")
+
+
+def test_ipv6_scope_ids_are_kept():
+    assert parse_nodes("[fe80::1%eth0]:2222\n")[0] == Node("fe80::1%eth0", port=2222, line=1)

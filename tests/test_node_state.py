@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ray_tasks.node_scripts import source
+from ray_tasks.node_scripts import node_state, source
 
 HOME = "/nonexistent/ray-tasks-scope-test"
 
@@ -63,3 +63,93 @@ def test_stop_ends_only_marked_processes_of_its_own_pid_namespace():
         for process in started:
             process.kill()
             process.wait()
+
+
+def marked(script, home):
+    """``sh -c script`` with the marker of ``home`` in its environment."""
+    return subprocess.Popen(["env", f"RAY_TASKS_HOME={home}", "sh", "-c", script],
+                            stdin=subprocess.DEVNULL)
+
+
+def run_stop(home, grace="1"):
+    return subprocess.run([sys.executable, "-c", source("node_state.py"), "stop", home, grace],
+                          capture_output=True, text=True, timeout=60)
+
+
+def members(home):
+    return [pid for pid, _, _ in node_state.cluster_processes(home)]
+
+
+@pytest.fixture
+def home():
+    """A marker no other test (nor another checkout's run) uses; its processes are
+    killed by PID afterwards."""
+    path = f"/nonexistent/ray-tasks-stop-{os.getpid()}-{time.monotonic_ns()}"
+    yield path
+    for pid in members(path):
+        os.kill(pid, signal.SIGKILL)
+
+
+def wait_members(home, count, timeout=10):
+    deadline = time.monotonic() + timeout
+    while len(members(home)) < count:
+        assert time.monotonic() < deadline, f"never {count} processes marked {home}"
+        time.sleep(0.02)
+
+
+def test_stop_kills_what_ignores_sigterm_and_stops_late_children(home):
+    ignores = marked('trap "" TERM; exec sleep 300', home)
+    forks_late = marked('trap "sleep 300 & exit 0" TERM; sleep 300 & wait', home)
+    wait_members(home, 3)
+    stopped = run_stop(home)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert ignores.wait(timeout=10) == -signal.SIGKILL
+    assert forks_late.wait(timeout=10) == 0
+    assert members(home) == [], "the child started during the stop is stopped too"
+    assert "killed after the grace period" in stopped.stdout
+
+
+def test_stop_never_kills_a_pid_that_left_the_cluster_meanwhile(home):
+    """A PID reused by another program between the scan and SIGKILL: here the process
+    itself exec-s a program without the marker when asked to stop, then ignores SIGTERM."""
+    leaves = marked('trap "exec env -u RAY_TASKS_HOME sleep 300" TERM; sleep 300 & wait', home)
+    try:
+        wait_members(home, 2)
+        stopped = run_stop(home)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert leaves.poll() is None, "a process without the marker was killed"
+        assert not node_state.belongs(leaves.pid, home)
+    finally:
+        leaves.kill()
+        leaves.wait()
+
+
+def test_belongs_needs_the_marker_of_this_home_now(home):
+    ours = marked("exec sleep 300", home)
+    other = marked("exec sleep 300", home + "-other")
+    try:
+        wait_members(home, 1)
+        assert node_state.belongs(ours.pid, home)
+        assert not node_state.belongs(other.pid, home)
+        assert not node_state.belongs(os.getpid(), home)
+    finally:
+        for process in (ours, other):
+            process.kill()
+            process.wait()
+
+
+def test_stop_is_bounded_when_processes_keep_appearing(home):
+    """A spawner outside the cluster starts a marked process every 10 ms: the stop gives up
+    after a few rounds and says what still runs (exit 1), instead of looping."""
+    spawner = subprocess.Popen(["sh", "-c", f"while :; do env RAY_TASKS_HOME={home} sleep 30 & "
+                                            "sleep 0.01; done"], stdin=subprocess.DEVNULL)
+    try:
+        wait_members(home, 1)
+        started = time.monotonic()
+        stopped = run_stop(home)
+        assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+        assert "still running after 3 rounds" in stopped.stdout
+        assert time.monotonic() - started < 30
+    finally:
+        spawner.kill()
+        spawner.wait()

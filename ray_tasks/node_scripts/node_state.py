@@ -22,6 +22,8 @@ import time
 MARKER = "RAY_TASKS_HOME"
 AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 EXIT_BUSY = 3
+STOP_ROUNDS = 3
+LATE_GRACE = 1.0
 
 
 def cluster_processes(home):
@@ -29,18 +31,11 @@ def cluster_processes(home):
 
     Only processes of this PID namespace count: containers (or test hosts) nested in this
     machine may use the same installation path for clusters of their own."""
-    wanted = f"{MARKER}={home}".encode()
-    own_namespace = os.readlink("/proc/self/ns/pid")
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+        if not entry.isdigit() or int(entry) == os.getpid() or not belongs(int(entry), home):
             continue
         try:
-            if os.readlink(f"/proc/{entry}/ns/pid") != own_namespace:
-                continue
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if wanted not in handle.read().split(b"\0"):
-                    continue
             with open(f"/proc/{entry}/comm") as handle:
                 comm = handle.read().strip()
             with open(f"/proc/{entry}/cmdline", "rb") as handle:
@@ -49,6 +44,19 @@ def cluster_processes(home):
             continue
         found.append((int(entry), comm, title))
     return found
+
+
+def belongs(pid, home):
+    """Whether ``pid`` is, right now, a process of the cluster installed in ``home``: in
+    this PID namespace, with the marker in its environment (a PID reused by another
+    program, or a process that exec-ed one without the marker, is not)."""
+    try:
+        if os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid"):
+            return False
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return f"{MARKER}={home}".encode() in handle.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def is_worker(title):
@@ -134,8 +142,12 @@ def probe(home, port):
     }
 
 
-def signal_all(pids, signum):
+def signal_members(pids, signum, home):
+    """Send ``signum`` to each of ``pids`` that still belongs to the cluster (checked just
+    before, so that a PID reused meanwhile by another program is never signalled)."""
     for pid in pids:
+        if not belongs(pid, home):
+            continue
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
@@ -159,22 +171,43 @@ def _zombie(pid):
         return False
 
 
+def terminate(home, processes, grace):
+    """SIGTERM ``processes`` (the GCS last), then SIGKILL those of them still in the cluster
+    after ``grace`` seconds; returns how many were killed."""
+    deadline = time.monotonic() + grace
+    others = [pid for pid, comm, _ in processes if comm != "gcs_server"]
+    gcs = [pid for pid, comm, _ in processes if comm == "gcs_server"]
+    signal_members(others, signal.SIGTERM, home)
+    left = wait_gone(others, time.monotonic() + grace / 2)
+    signal_members(gcs, signal.SIGTERM, home)
+    left += wait_gone(gcs, deadline)
+    left = [pid for pid in left if belongs(pid, home)]
+    signal_members(left, signal.SIGKILL, home)
+    wait_gone(left, time.monotonic() + 2)
+    return len(left)
+
+
 def stop(home, grace):
-    """Stop the cluster's processes: SIGTERM (GCS last), then SIGKILL what is left."""
+    """Stop the cluster's processes: SIGTERM, then SIGKILL what is left; then again for
+    processes of the cluster that appeared meanwhile (children started late), a few times
+    at most. Exit 1 naming what still runs after that."""
     processes = cluster_processes(home)
     if not processes:
         print("nothing running")
         return 0
-    deadline = time.monotonic() + grace
-    others = [pid for pid, comm, _ in processes if comm != "gcs_server"]
-    gcs = [pid for pid, comm, _ in processes if comm == "gcs_server"]
-    signal_all(others, signal.SIGTERM)
-    left = wait_gone(others, time.monotonic() + grace / 2)
-    signal_all(gcs, signal.SIGTERM)
-    left += wait_gone(gcs, deadline)
-    signal_all(left, signal.SIGKILL)
-    wait_gone(left, time.monotonic() + 2)
-    print(f"stopped {len(processes)} processes ({len(left)} killed after {grace:g}s)")
+    stopped = killed = 0
+    for _ in range(STOP_ROUNDS):
+        killed += terminate(home, processes, grace)
+        stopped += len(processes)
+        processes = cluster_processes(home)
+        if not processes:
+            break
+        grace = min(grace, LATE_GRACE)
+    print(f"stopped {stopped} processes ({killed} killed after the grace period)")
+    if processes:
+        print(f"still running after {STOP_ROUNDS} rounds (new processes keep appearing): "
+              + ", ".join(f"{pid} {comm}" for pid, comm, _ in processes))
+        return 1
     return 0
 
 
@@ -185,7 +218,7 @@ def kill_workers(home, force):
     if busy and not force:
         print("busy workers: " + ", ".join(busy))
         return EXIT_BUSY
-    signal_all([pid for pid, _ in workers], signal.SIGKILL)
+    signal_members([pid for pid, _ in workers], signal.SIGKILL, home)
     wait_gone([pid for pid, _ in workers], time.monotonic() + 5)
     print(f"replaced {len(workers)} worker processes" + (f" ({len(busy)} busy)" if busy else ""))
     return 0

@@ -1,6 +1,7 @@
 """Tasks that look at the cluster: test and status."""
 
 import posixpath
+import signal
 import socket
 import threading
 import time
@@ -9,7 +10,7 @@ from invoke import task
 
 from .. import report, shell
 from ..verify import cluster_test, run_selftest
-from .options import COMMON_HELP, Cluster, common
+from .options import COMMON_HELP, Cluster, common, user_error
 
 DASHBOARD_PORT = 8265
 
@@ -67,6 +68,26 @@ def status(c, nodes=None, hosts=None, key_file=None, username=None,
         runner.finish("status")
 
 
+def free_local_port(text):
+    """The tunnel's local port as a number, checked free on 127.0.0.1 before anything
+    connects (the tunnel binds it in a thread, where a failure would go unseen while
+    another program answers on the port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        user_error(f"--local-port: {text!r} is not a port number (1-65535)")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError as error:
+            user_error(f"local port {port} on 127.0.0.1 is not free ({error.strerror}): another "
+                       "program listens there; choose another with --local-port")
+    return port
+
+
 def wait_listening(port, timeout=10):
     """Wait until the tunnel's local end accepts connections (it opens in a thread)."""
     deadline = time.monotonic() + timeout
@@ -78,15 +99,19 @@ def wait_listening(port, timeout=10):
             time.sleep(0.05)
 
 
-@task(auto_shortflags=False, help={**COMMON_HELP,
-                                   "local-port": "Port on this machine for the tunnel."})
-def dashboard(c, local_port=8265, nodes=None, hosts=None, key_file=None, username=None,
+@task(auto_shortflags=False, help={**COMMON_HELP, "local-port": "Port on this machine for "
+                                                 "the tunnel (default 8265)."})
+def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, username=None,
               installation_directory=None):
     """Open an SSH tunnel to the head's dashboard (it listens on the head's 127.0.0.1 only).
 
-    Prints the local URL and keeps the tunnel open until Ctrl-C."""
+    Prints the local URL and keeps the tunnel open until Ctrl-C, which closes it (exit 0);
+    a Ctrl-C before the tunnel is open interrupts the task (exit 130)."""
     cluster = Cluster(c, head_only=True,
                       **common(nodes, hosts, key_file, username, installation_directory))
+    local_port = DASHBOARD_PORT if local_port is None else local_port
+    if not cluster.local:
+        local_port = free_local_port(local_port)
     with cluster.runner as runner:
         cluster.stop_here("dashboard")
         head = cluster.head
@@ -97,10 +122,11 @@ def dashboard(c, local_port=8265, nodes=None, hosts=None, key_file=None, usernam
         if cluster.local:
             report.say(f"dashboard: {url}")
             return
-        with head.connection.forward_local(int(local_port), remote_port=DASHBOARD_PORT,
+        with head.connection.forward_local(local_port, remote_port=DASHBOARD_PORT,
                                            remote_host="127.0.0.1", local_host="127.0.0.1"):
-            wait_listening(int(local_port))
+            wait_listening(local_port)
             report.say(f"dashboard of {head.node}: {url}  (Ctrl-C closes the tunnel)")
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
                 threading.Event().wait()
             except KeyboardInterrupt:

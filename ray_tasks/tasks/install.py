@@ -26,8 +26,8 @@ def prepare_venvs(cluster, hosts):
     """Wheelhouse push (if on) and venv build on ``hosts``; returns those that succeeded."""
     runner, settings = cluster.runner, cluster.settings
     if hosts and settings.wheelhouse:
-        hosts = installing.push_wheels(runner, settings, runner.ready[0], hosts,
-                                       [settings.requirement], settings.requirement)
+        hosts = installing.push_wheels(runner, settings, hosts, [settings.requirement],
+                                       settings.requirement)
     return runner.each(lambda host: installing.build_venv(host, settings), hosts)
 
 
@@ -46,18 +46,21 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
     """Install Ray on every node in its own venv, then run the node self-test.
 
     Idempotent: a node already at the version says "up to date" and is left alone. Every
-    node's Python must match the head's (Ray refuses a node whose Python differs). Where a
+    node's Python must match the head's (Ray refuses a node whose Python differs): the head
+    is probed for it even when --hosts leaves it out, and then left alone. Where a
     Python lacks venv support, its OS package is installed as root (apt-get; through sudo
     when the SSH user is not root)."""
     sudo_password = ask_sudo_password() if prompt_for_sudo_password else None
-    cluster = Cluster(c, version=version, wheelhouse=wheelhouse or None,
+    cluster = Cluster(c, with_head=True, version=version, wheelhouse=wheelhouse or None,
                       **common(nodes, hosts, key_file, username, installation_directory))
     settings = cluster.settings
     with cluster.runner as runner:
         cluster.stop_here("install")
-        installing.check_pythons(runner, runner.ready[0])
+        installing.check_pythons(runner, cluster.head)
         installing.check_home_length(runner)
-        for host in runner.ready:
+        if not cluster.head_selected():
+            runner.outcomes[str(cluster.head.node)].message = "head: its Python checked only"
+        for host in cluster.selected_hosts():
             if host.facts["raylet"] and host.facts["ray"] != settings.version:
                 running = host.facts["ray"] or "(of an incomplete installation)"
                 runner.fail(host, f"Ray {running} is running here: inv stop first, or use inv "

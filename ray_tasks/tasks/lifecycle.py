@@ -8,6 +8,8 @@ from .. import config, installing, ray_nodes, report, shell, worker_code
 from ..runner import StepError
 from .options import COMMON_HELP, Cluster, common, user_errors
 
+RECORDED_SETTINGS = ("num_workers", "port", "object_store_memory", "start_args")
+
 START_HELP = {
     **COMMON_HELP,
     "worker-dir": "Directory of worker code to sync to every node's worker_code "
@@ -40,12 +42,33 @@ def check_ready_to_start(cluster):
                         "on the head: Ray refuses a node whose Python differs")
 
 
+def joining_settings(cluster):
+    """The settings nodes start with: a running head's recorded ones (its cluster.json) for
+    the cluster it runs, else the configured ones. Says so when they differ and a node is
+    about to join."""
+    head, settings = cluster.head, cluster.settings
+    running = head in cluster.runner.ready and head.facts["gcs"]
+    record = (head.facts["cluster"] or {}) if running else {}
+    recorded = config.replace(settings, **{key: record[key] for key in RECORDED_SETTINGS
+                                           if key in record})
+    differing = [key for key in RECORDED_SETTINGS
+                 if getattr(settings, key) != getattr(recorded, key)]
+    joining = [host for host in cluster.selected_hosts() if not host.facts["raylet"]]
+    if differing and joining:
+        report.say("start: the running cluster was started with "
+                   + ", ".join(f"{key}={getattr(recorded, key)!r}" for key in differing)
+                   + " (recorded on the head): new nodes join with that, not with "
+                   + ", ".join(f"{key}={getattr(settings, key)!r}" for key in differing)
+                   + "; to change it, inv stop then inv start")
+    return recorded
+
+
 def sync_code(cluster, bundle, hosts):
     """Ship the worker code to ``hosts`` (with the wheels of its requirements.txt when the
     wheelhouse is on); returns the hosts that have it."""
     settings = cluster.settings
     if bundle.requirements and settings.wheelhouse:
-        hosts = installing.push_wheels(cluster.runner, settings, cluster.head, hosts,
+        hosts = installing.push_wheels(cluster.runner, settings, hosts,
                                        ["-r", bundle.requirements],
                                        worker_code.requirements_name(bundle))
     return cluster.runner.each(lambda host: worker_code.sync(host, bundle, settings.wheelhouse),
@@ -110,8 +133,6 @@ def start_and_watch(cluster, settings, address, others):
         except StepError as error:
             runner.fail(head, error.message, error.output)
             return {}
-        except KeyboardInterrupt:
-            runner.interrupt()
     ray_nodes.fail_not_alive(runner, [head, *joined], view, settings.join_timeout)
     return view
 
@@ -169,14 +190,17 @@ def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file
           username=None, installation_directory=None):
     """Sync the worker code, start the head, join every other node, wait until all are alive.
 
-    Nodes already running are left alone. Prints the cluster and the command that attaches
-    a driver on the head."""
+    Nodes already running are left alone; nodes joining a running cluster get the settings
+    it was started with (recorded on the head), whatever the flags and config say now.
+    Prints the cluster and the command that attaches a driver on the head."""
     cluster = Cluster(c, with_head=True, worker_dir=worker_dir, num_workers=num_workers,
                       **common(nodes, hosts, key_file, username, installation_directory))
     with user_errors():
         bundle = worker_code.pack(cluster.settings.worker_dir)
     with cluster.runner as runner:
         cluster.stop_here("start")
+        with user_errors():
+            cluster.settings = joining_settings(cluster)
         check_ready_to_start(cluster)
         cluster.stop_here("start")
         view = start_cluster(cluster, cluster.settings, bundle)
