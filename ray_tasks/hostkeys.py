@@ -1,7 +1,9 @@
 """SSH host keys: known_hosts is read, new keys recorded (accept-new), changed keys refused.
 
 Fabric 3 would accept any key and read no known_hosts; every connection of ray-tasks goes
-through ``trust()`` below before its first command.
+through ``trust()`` below before its first command, and so does each of its ProxyJump hosts
+(Fabric makes those connections itself, trusting any key). A ProxyCommand checks its own
+hop's key (with ssh's own known_hosts).
 """
 
 import os
@@ -9,7 +11,23 @@ import threading
 
 import paramiko
 
+from . import shell
 from .report import say
+
+
+def known_hosts_name(host, port):
+    """The name a host's key goes under in known_hosts, as OpenSSH writes it: ``host``, or
+    ``[host]:port`` for a port other than 22."""
+    return host if port in (None, 22) else f"[{host}]:{port}"
+
+
+def removal_command(name, path):
+    """The command that removes the recorded key of ``name`` from the known_hosts file
+    ``path`` (ssh-keygen's own default file needs no -f)."""
+    words = ["ssh-keygen", "-R", name]
+    if os.path.expanduser(path) != os.path.expanduser("~/.ssh/known_hosts"):
+        words += ["-f", path]
+    return shell.join(*words)
 
 
 class HostKeyRefused(Exception):
@@ -58,7 +76,7 @@ class KnownHosts:
 
     def trust(self, client, host, port):
         """Give ``client`` the known keys of ``host`` and the policy for a key it lacks."""
-        name = host if port in (None, 22) else f"[{host}]:{port}"
+        name = known_hosts_name(host, port)
         for key_type, key in (self.known.lookup(name) or {}).items():
             client.get_host_keys().add(name, key_type, key)
         if self.policy == "accept-new":

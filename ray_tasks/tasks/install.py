@@ -103,6 +103,7 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
                 user_error(error.message)
             report.say(f"update: newest Ray release on the index is {version}")
         cluster.settings = config.replace(cluster.settings, version=version)
+        runner.settings = cluster.settings
         c.config.ray.version = version
         hosts = runner.ready
         if all(host.facts["ray"] == version for host in hosts):

@@ -62,7 +62,7 @@ class Cluster:
         reached = [self.nodes[0]] if head_only else list(self.selected)
         if with_head and self.nodes[0] not in reached:
             reached.insert(0, self.nodes[0])
-        self.runner = Runner(self.settings, reached, probe=probe)
+        self.runner = Runner(self.settings, reached, probe=probe, head=self.nodes[0])
 
     @functools.cached_property
     def token(self):
