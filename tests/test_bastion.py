@@ -91,4 +91,4 @@ def test_the_bastion_host_key_is_checked(hidden, hidden_env, tmp_path):
     words = shlex.split(retry.split(": ", 1)[1])
     again = run_inv(*words[1:], env=hidden_env)
     assert again.returncode == 0, again.output
-    assert "ray-head    h1" in again.output and "ray-worker" not in again.output
+    assert "ray-head  h1" in again.output and "ray-worker" not in again.output

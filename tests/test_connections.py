@@ -2,9 +2,14 @@
 host-key policy, the fix hints, the retry command, and the rule that picks each node's
 address for Ray."""
 
+import json
 import shlex
+import socket
+import subprocess
+import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import paramiko
 import pytest
@@ -13,7 +18,9 @@ from invoke.exceptions import Exit
 from ray_tasks import config, node_address, report
 from ray_tasks.hostkeys import AcceptNew, KnownHosts
 from ray_tasks.inventory import Node
-from ray_tasks.runner import Outcome, SshHost, Watchdog, connect_error, watch_liveness
+from ray_tasks.node_scripts import source
+from ray_tasks.runner import (Outcome, Runner, SshHost, StepError, Watchdog, connect_error,
+                              watch_liveness)
 
 
 class FakeTransport:
@@ -39,14 +46,22 @@ class FakeTransport:
         self.closed.set()
 
 
-def test_watch_liveness_bounds_a_dead_host_on_a_channel_or_proxy_command():
-    transport = FakeTransport(silent=True, sock=paramiko.Channel(0))
+@pytest.mark.parametrize("carrier", ["jump host channel", "ProxyCommand", "macOS socket"])
+def test_watch_liveness_bounds_a_dead_host_on_any_transport(carrier, monkeypatch):
+    if carrier == "macOS socket":
+        monkeypatch.delattr(socket, "TCP_USER_TIMEOUT")
+        sock = socket.socket()
+    else:
+        sock = paramiko.Channel(0) if carrier == "jump host channel" else \
+            paramiko.ProxyCommand("true")
+    transport = FakeTransport(silent=True, sock=sock)
     started = time.monotonic()
     watchdog = watch_liveness(transport, 0.05)
     assert transport.closed.wait(2), "a silent host must be dropped"
     assert time.monotonic() - started < 1
     watchdog.join(2)
     assert not watchdog.is_alive()
+    sock.close()
 
 
 def test_the_watchdog_keeps_an_answering_connection_and_stops_when_told():
@@ -182,3 +197,39 @@ def test_a_node_is_reached_at_its_source_address_towards_the_head():
     error = node_address.no_route({"error": "Network is unreachable"}, "10.7.0.1")
     assert str(error).startswith("no route from this node to the head at 10.7.0.1 "
                                  "(Network is unreachable)")
+
+
+class RoutingHost:
+    """A probed node whose route towards the head went to ``target``; asked again, it
+    answers ``second`` (what node_state's route action prints)."""
+
+    def __init__(self, target, second):
+        self.facts = {"address": {"to_head": {"name": "head.example", "target": target,
+                                              "source": "10.2.0.12"}}}
+        self.second, self.asked, self.ip = second, [], None
+
+    def state(self, action, *args, what):
+        self.asked.append((action, *args))
+        return SimpleNamespace(stdout=json.dumps(self.second) + "\n")
+
+
+def test_a_node_that_resolves_the_head_elsewhere_is_asked_again_towards_its_address():
+    runner = Runner(config.from_mapping({"port": 6390}), [])
+    same = RoutingHost("10.2.0.11", None)
+    runner._place_towards(same, "10.2.0.11")
+    assert (same.ip, same.asked) == ("10.2.0.12", [])
+    natted = RoutingHost("203.0.113.5", {"target": "10.2.0.11", "source": "10.2.0.13"})
+    runner._place_towards(natted, "10.2.0.11")
+    assert (natted.ip, natted.asked) == ("10.2.0.13", [("route", "10.2.0.11", "6390")])
+    lost = RoutingHost("203.0.113.5", {"target": None, "source": None,
+                                       "error": "Network is unreachable"})
+    with pytest.raises(StepError, match="no route from this node to the head at 10.2.0.11 "
+                       "\\(Network is unreachable\\)"):
+        runner._place_towards(lost, "10.2.0.11")
+    assert lost.ip is None
+
+
+def test_the_node_side_route_lookup_answers_on_loopback():
+    answer = subprocess.run([sys.executable, "-c", source("node_state.py"), "route", "/x",
+                             "127.0.0.1", "6390"], capture_output=True, text=True, check=True)
+    assert json.loads(answer.stdout) == {"target": "127.0.0.1", "source": "127.0.0.1"}
