@@ -12,6 +12,9 @@ several nodes share one public address. So, from the probe (one round trip):
   nodes.txt name); when the node resolves that name to another address than the head's,
   the node is asked again, towards the head's address;
 - ``localhost``: 127.0.0.1 (set by LocalHost).
+
+``Runner._place`` applies these rules right after the probe and sets each ``host.ip``;
+nothing else assigns it.
 """
 
 import ipaddress

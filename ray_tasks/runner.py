@@ -203,11 +203,11 @@ def ssh_connection(node, settings):
         config=fabric.Config(overrides=_QUIET, user_ssh_path=settings.ssh_config),
         gateway=False,
     )
-    connection.gateway = gateway(connection, {node.host})
+    connection.gateway = carrier(connection, {node.host})
     return connection
 
 
-def gateway(connection, seen):
+def carrier(connection, seen):
     """What carries ``connection``, as ssh decides it (Fabric's own chains ``ProxyJump a,b``
     backwards and loops on ``ProxyJump none``): the last of its ProxyJump hosts, each reached
     through the one before and the first as its own entry says; else its ProxyCommand;
@@ -222,7 +222,7 @@ def gateway(connection, seen):
             hop = fabric.Connection(name, config=connection.config.clone(),
                                     gateway=previous or False)
             if previous is None:
-                hop.gateway = gateway(hop, seen | {hop.original_host})
+                hop.gateway = carrier(hop, seen | {hop.original_host})
         return hop
     command = connection.ssh_config.get("proxycommand", "none")
     return None if command == "none" else command
@@ -231,10 +231,10 @@ def gateway(connection, seen):
 def jump_hosts(connection):
     """The ProxyJump connections of ``connection``, nearest to the node first."""
     hops = []
-    gateway = connection.gateway
-    while isinstance(gateway, fabric.Connection):
-        hops.append(gateway)
-        gateway = gateway.gateway
+    hop = connection.gateway
+    while isinstance(hop, fabric.Connection):
+        hops.append(hop)
+        hop = hop.gateway
     return hops
 
 
