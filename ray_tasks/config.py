@@ -36,6 +36,7 @@ DEFAULTS = {
     "auth_token_file": "~/.config/ray-tasks/auth_token",
     "known_hosts": "~/.ssh/known_hosts",
     "host_key_policy": "accept-new",
+    "ssh_config": "~/.ssh/config",
 }
 
 HOST_KEY_POLICIES = ("accept-new", "strict", "off")
@@ -85,6 +86,7 @@ class Settings:
     auth_token_file: str
     known_hosts: str
     host_key_policy: str
+    ssh_config: str
 
     @property
     def requirement(self):

@@ -1,9 +1,11 @@
 """SSH host keys: known_hosts is read, new keys recorded (accept-new), changed keys refused.
 
 Fabric 3 would accept any key and read no known_hosts; every connection of ray-tasks goes
-through ``trust()`` below before its first command. A key on an ``@revoked`` line is
-refused for every host; ``@cert-authority`` lines are skipped (paramiko cannot verify host
-certificates), as is any line paramiko cannot read, the way OpenSSH skips them.
+through ``trust()`` below before its first command, and so does each of its ProxyJump hosts
+(Fabric makes those connections itself, trusting any key); a ProxyCommand checks its own
+hop's key (with ssh's own known_hosts). A key on an ``@revoked`` line is refused for every
+host; ``@cert-authority`` lines are skipped (paramiko cannot verify host certificates), as
+is any line paramiko cannot read, the way OpenSSH skips them.
 """
 
 import os
@@ -12,7 +14,23 @@ import threading
 import paramiko
 from paramiko.hostkeys import HostKeyEntry
 
+from . import shell
 from .report import say
+
+
+def known_hosts_name(host, port):
+    """The name a host's key goes under in known_hosts, as OpenSSH writes it: ``host``, or
+    ``[host]:port`` for a port other than 22."""
+    return host if port in (None, 22) else f"[{host}]:{port}"
+
+
+def removal_command(name, path):
+    """The command that removes the recorded key of ``name`` from the known_hosts file
+    ``path`` (ssh-keygen's own default file needs no -f)."""
+    words = ["ssh-keygen", "-R", name]
+    if os.path.expanduser(path) != os.path.expanduser("~/.ssh/known_hosts"):
+        words += ["-f", path]
+    return shell.join(*words)
 
 
 class HostKeyRefused(Exception):
@@ -116,7 +134,7 @@ class KnownHosts:
     def trust(self, client, host, port):
         """Give ``client`` the known keys of ``host`` (not a revoked one) and the policy for
         a key it lacks."""
-        name = host if port in (None, 22) else f"[{host}]:{port}"
+        name = known_hosts_name(host, port)
         for key_type, key in (self.known.lookup(name) or {}).items():
             if not _revoked(self.revoked, key):
                 client.get_host_keys().add(name, key_type, key)

@@ -164,10 +164,12 @@ def ray_start(settings, home, ip, num_cpus, head_address=None, local=False, time
             + shell.join(*limit, posixpath.join(venv_link(home), "bin", "ray"), "start", *args))
 
 
-def probe(python, installation_directory, port):
-    """Report the node's installation and Ray state as JSON (``~`` is the login user's home)."""
+def probe(python, installation_directory, port, head=""):
+    """Report the node's installation and Ray state as JSON (``~`` is the login user's home),
+    with its route towards ``head`` (the head's SSH host name) when given."""
     return (shell.join(python, "-c", source("node_state.py"), "probe") + " "
-            + shell.home_relative(installation_directory) + " " + shell.quote(port))
+            + shell.home_relative(installation_directory) + " " + shell.quote(port)
+            + (" " + shell.quote(head) if head else ""))
 
 
 def node_state(python, home, action, *args):

@@ -5,6 +5,8 @@ import threading
 
 from invoke.exceptions import Exit
 
+from . import shell
+
 _lock = threading.Lock()
 
 
@@ -47,14 +49,49 @@ def summary(task, outcomes, log=None):
         say(f"internal errors: the full tracebacks are in {log} (please report them)")
 
 
-def verdict(task, outcomes):
-    """Raise invoke's Exit naming the failed hosts and how to retry just them."""
+# The settings a task's retry repeats as flags, beyond the connection flags every task takes.
+_TASK_FLAGS = {
+    "install": ("version", "wheelhouse"),
+    "update": ("version", "wheelhouse"),
+    "start": ("worker_dir", "num_workers"),
+    "restart-workers": ("worker_dir", "num_workers"),
+}
+_COMMON_FLAGS = ("nodes", "key_file", "username", "installation_directory")
+# Settings that matter to a task without a flag of its own: given in the environment.
+_TASK_ENV = {"selftest": ("version",)}
+
+
+def retry_command(task, hosts, settings, defaults, arguments=()):
+    """The command that reruns ``task`` on ``hosts`` with the settings that differ from
+    ``defaults`` (update: on every node, at the same version), quoted for any shell."""
+    def changed(key):
+        return key in defaults and getattr(settings, key) != defaults[key]
+
+    flags = [key for key in _COMMON_FLAGS + _TASK_FLAGS.get(task, ()) if changed(key)]
+    if task == "update" and "version" not in flags:
+        flags.append("version")
+    words = [f"INVOKE_RAY_{key.upper()}={getattr(settings, key)}"
+             for key in _TASK_ENV.get(task, ()) if changed(key)]
+    words = (["env", *words] if words else []) + ["inv", task, *arguments]
+    for key in flags:
+        value = getattr(settings, key)
+        option = "--" + key.replace("_", "-")
+        words.append(option if value is True else f"{option}={value}")
+    if task != "update":
+        words.append("--hosts=" + ",".join(hosts))
+    return shell.join(*words)
+
+
+def verdict(task, outcomes, settings, defaults, arguments=()):
+    """Raise invoke's Exit naming the failed hosts and how to retry just them (update,
+    which acts on every node, is rerun whole)."""
     failed = [host for host, outcome in outcomes.items() if not outcome.ok]
     if not failed:
         return
-    names = ",".join(failed)
+    command = retry_command(task, failed, settings, defaults, arguments)
+    how = "rerun it" if task == "update" else "retry just them"
     raise Exit(
         f"{task} failed on {len(failed)} of {len(outcomes)} nodes: {', '.join(failed)}\n"
-        f"retry just them: inv {task} --hosts={names}",
+        f"{how}: {command}",
         code=1,
     )

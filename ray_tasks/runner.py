@@ -25,8 +25,10 @@ import fabric
 import invoke
 import paramiko
 
-from . import local_commands, ray_commands, report, shell, tracebacks
-from .hostkeys import HostKeyRefused, HostKeyRevoked, KnownHosts
+from . import (config, local_commands, node_address, ray_commands, report, shell,
+               tracebacks)
+from .hostkeys import (HostKeyRefused, HostKeyRevoked, KnownHosts, known_hosts_name,
+                       removal_command)
 
 
 class StepError(Exception):
@@ -70,7 +72,7 @@ class Host:
         self.node = node
         self.settings = settings
         self.facts = {}
-        self.ip = node.host
+        self.ip = None  # the address Ray uses for the node: see node_address
 
     @property
     def home(self):
@@ -102,10 +104,11 @@ class Host:
         command = ray_commands.node_state(self.settings.python, home, action, *args)
         return self.run(command, what, check=check)
 
-    def probe(self):
-        """Learn the node's installation and Ray state in one round trip."""
+    def probe(self, head=""):
+        """Learn the node's installation and Ray state in one round trip (and its route
+        towards ``head``, the head's SSH host name, when given)."""
         command = ray_commands.probe(self.settings.python, self.settings.installation_directory,
-                                     self.settings.port)
+                                     self.settings.port, head)
         result = self.run(command, "probe the node", check=False)
         if result.exited == 127 or ("not found" in result.stderr and not result.stdout):
             raise StepError(f"{self.settings.python} not found: install Python 3 on the node "
@@ -158,31 +161,27 @@ class LocalHost(Host):
 
 
 class SshHost(Host):
-    """A node reached over SSH with one Fabric connection."""
+    """A node reached over SSH with one Fabric connection (through its jump hosts, if its
+    ssh_config entry names any)."""
 
     def __init__(self, node, settings, known_hosts):
         super().__init__(node, settings)
-        connect_kwargs = {
-            "banner_timeout": settings.connect_timeout,
-            "auth_timeout": settings.connect_timeout,
-        }
-        if settings.key_file:
-            connect_kwargs.update(key_filename=settings.key_file, look_for_keys=False)
-        self.connection = fabric.Connection(
-            node.host,
-            user=node.user or settings.username or None,
-            port=node.port,
-            connect_timeout=settings.connect_timeout,
-            connect_kwargs=connect_kwargs,
-            config=fabric.Config(overrides=_QUIET),
-        )
-        known_hosts.trust(self.connection.client, self.connection.host, self.connection.port)
+        self.connection = ssh_connection(node, settings)
+        self.jump_hosts = jump_hosts(self.connection)
+        for hop in self.jump_hosts:
+            prepare_jump_host(hop, settings)
+        for each in (self.connection, *self.jump_hosts):
+            known_hosts.trust(each.client, each.host, each.port)
+        self.watchdog = None
 
     def open(self):
         self.connection.open()
-        transport = self.connection.transport
-        self.ip = transport.getpeername()[0]
-        watch_liveness(transport, self.settings.connect_timeout)
+        self.watchdog = watch_liveness(self.connection.transport, self.settings.connect_timeout)
+
+    def port_of(self, hostname):
+        """The SSH port of ``hostname``: this node's or one of its jump hosts'."""
+        return next((each.port for each in (self.connection, *self.jump_hosts)
+                     if each.host == hostname), 22)
 
     @property
     def connected(self):
@@ -239,34 +238,161 @@ class SshHost(Host):
                 sftp.rmdir(staging)
 
     def close(self):
+        if self.watchdog:
+            self.watchdog.stop()
         self.connection.close()
+        for hop in self.jump_hosts:
+            hop.close()
+
+
+def ssh_connection(node, settings):
+    """The Fabric connection to ``node``. The ssh_config file applies as with ssh (host
+    aliases, HostName, User, Port, IdentityFile, ProxyJump, ProxyCommand), then
+    /etc/ssh/ssh_config; nodes.txt's user and port and the settings win over it."""
+    connect_kwargs = {
+        "banner_timeout": settings.connect_timeout,
+        "auth_timeout": settings.connect_timeout,
+    }
+    if settings.key_file:
+        connect_kwargs.update(key_filename=settings.key_file, look_for_keys=False)
+    connection = fabric.Connection(
+        node.host,
+        user=node.user or settings.username or None,
+        port=node.port,
+        connect_timeout=settings.connect_timeout,
+        connect_kwargs=connect_kwargs,
+        config=fabric.Config(overrides=_QUIET, user_ssh_path=settings.ssh_config),
+        gateway=False,
+    )
+    connection.gateway = carrier(connection, {node.host})
+    return connection
+
+
+def carrier(connection, seen):
+    """What carries ``connection``, as ssh decides it (Fabric's own chains ``ProxyJump a,b``
+    backwards and loops on ``ProxyJump none``): the last of its ProxyJump hosts, each reached
+    through the one before and the first as its own entry says; else its ProxyCommand;
+    else None. A hop already on the way (``Host *`` rules) is reached directly."""
+    names = [name.strip() for name in connection.ssh_config.get("proxyjump", "none").split(",")]
+    if names != ["none"]:
+        if seen & {fabric.connection.derive_shorthand(name)["host"] for name in names}:
+            return None
+        hop = None
+        for name in names:
+            previous = hop
+            hop = fabric.Connection(name, config=connection.config.clone(),
+                                    gateway=previous or False)
+            if previous is None:
+                hop.gateway = carrier(hop, seen | {hop.original_host})
+        return hop
+    command = connection.ssh_config.get("proxycommand", "none")
+    return None if command == "none" else command
+
+
+def jump_hosts(connection):
+    """The ProxyJump connections of ``connection``, nearest to the node first."""
+    hops = []
+    hop = connection.gateway
+    while isinstance(hop, fabric.Connection):
+        hops.append(hop)
+        hop = hop.gateway
+    return hops
+
+
+def prepare_jump_host(hop, settings):
+    """Give a jump host the node's timeouts, and key_file before the keys ssh would try
+    (its own User and IdentityFile come from ssh_config, as with ssh)."""
+    hop.connect_timeout = settings.connect_timeout
+    keys = hop.connect_kwargs.get("key_filename", [])
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    hop.connect_kwargs = dict(hop.connect_kwargs, banner_timeout=settings.connect_timeout,
+                              auth_timeout=settings.connect_timeout)
+    if settings.key_file:
+        hop.connect_kwargs["key_filename"] = [settings.key_file, *keys]
+
+
+class Watchdog(threading.Thread):
+    """Closes an SSH transport whose server stops answering: every ``interval`` seconds it
+    sends a keepalive request that wants a reply (as OpenSSH's ServerAliveInterval does)
+    and closes the transport when none comes within ``deadline`` seconds. It works over
+    whatever carries the connection (a TCP socket, a channel through a jump host, a
+    ProxyCommand's pipe) and on controllers without TCP_USER_TIMEOUT."""
+
+    def __init__(self, transport, interval, deadline):
+        super().__init__(name="ssh-watchdog", daemon=True)
+        self.transport = transport
+        self.interval = interval
+        self.deadline = deadline
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.wait(self.interval) and self.transport.is_active():
+            alarm = threading.Timer(self.deadline, self.transport.close)
+            alarm.daemon = True
+            alarm.start()
+            try:
+                self.transport.global_request("keepalive@openssh.com", wait=True)
+            except (OSError, EOFError, paramiko.SSHException):
+                self.transport.close()
+            finally:
+                alarm.cancel()
+
+    def stop(self):
+        self.stopped.set()
 
 
 def watch_liveness(transport, connect_timeout):
-    """Drop the connection of a host that stops answering (network down, machine gone)
-    after about 3 x connect_timeout, instead of waiting out a whole command timeout: SSH
-    keepalives keep data in flight, and TCP gives up when it stays unacknowledged."""
-    transport.set_keepalive(max(1, connect_timeout // 3))
+    """Drop the connection of a host that stops answering (network down, machine gone, jump
+    host gone) after about 3 x connect_timeout, instead of waiting out a whole command
+    timeout. Returns the started Watchdog; on a direct TCP connection the kernel also
+    gives up on unacknowledged data after that long, where it can (TCP_USER_TIMEOUT)."""
     sock = transport.sock
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 3000 * connect_timeout)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                            3000 * connect_timeout)
+    watchdog = Watchdog(transport, connect_timeout, 2 * connect_timeout)
+    watchdog.start()
+    return watchdog
+
+
+def _where(host):
+    """``host:port`` as SSH reaches the node, after its nodes.txt name if that differs."""
+    connection = getattr(host, "connection", None)
+    if connection is None:
+        return str(host.node)
+    where = f"{connection.host}:{connection.port}"
+    if connection.original_host != connection.host:
+        where = f"{connection.original_host} ({where})"
+    return where
+
+
+def _which(host, key_name, where):
+    """``where`` when ``key_name`` (a known_hosts name) is the node's, else the jump host."""
+    connection = host.connection
+    if key_name == known_hosts_name(connection.host, connection.port):
+        return where
+    return f"{key_name}, the jump host of {where}"
 
 
 def connect_error(error, host):
     """One line saying why connecting to ``host`` failed, and what to do about it."""
-    node, settings = host.node, host.settings
-    where = f"{node.host}:{node.port or 22}"
+    settings, where = host.settings, _where(host)
     if isinstance(error, paramiko.BadHostKeyException):
-        return (f"HOST KEY CHANGED for {where} (expected {error.expected_key.get_name()}, got "
-                f"{error.key.get_name()}): possible impersonation. If the host was "
-                f"reinstalled, remove its old key: ssh-keygen -R {error.hostname}")
+        name = known_hosts_name(error.hostname, host.port_of(error.hostname))
+        return (f"HOST KEY CHANGED for {_which(host, name, where)} (expected "
+                f"{error.expected_key.get_name()}, got {error.key.get_name()}): possible "
+                "impersonation. If the host was reinstalled, remove its old key: "
+                f"{removal_command(name, settings.known_hosts)}")
     if isinstance(error, HostKeyRevoked):
         return (f"the host key of {where} ({error.key_type}) is marked @revoked in "
                 f"{settings.known_hosts}: refused; give the host a new key, or remove the "
                 "@revoked line if the revocation is wrong")
     if isinstance(error, HostKeyRefused):
-        return (f"unknown host key for {where} and host_key_policy is strict: add it to "
-                f"{settings.known_hosts} (ssh-keyscan) or use host_key_policy: accept-new")
+        return (f"unknown host key for {_which(host, str(error), where)} and host_key_policy "
+                f"is strict: add it to {settings.known_hosts} (ssh-keyscan) or use "
+                "host_key_policy: accept-new")
     if isinstance(error, paramiko.PasswordRequiredException):
         return f"key file {settings.key_file} is encrypted: load it into ssh-agent instead"
     if isinstance(error, paramiko.AuthenticationException):
@@ -292,7 +418,7 @@ class Runner:
     """The hosts of one task, connected and (unless ``probe`` is off) probed, with the
     outcome of each."""
 
-    def __init__(self, settings, nodes, probe=True):
+    def __init__(self, settings, nodes, probe=True, head=None):
         self.settings = settings
         self.probe = probe
         known_hosts = None
@@ -305,6 +431,7 @@ class Runner:
         self.logged = False
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self.interrupt)
+        self.head = next((host for host in self.hosts if host.node == head), None)
 
     def __enter__(self):
         if self.settings.key_file and not os.path.isfile(self.settings.key_file):
@@ -313,6 +440,8 @@ class Runner:
         self.each(self._connect)
         if self.known_hosts:
             self.known_hosts.save_new()
+        if self.probe:
+            self._place()
         return self
 
     def __exit__(self, *exc_info):
@@ -325,7 +454,35 @@ class Runner:
         except CONNECT_ERRORS as error:  # anything else is a defect: _step logs it
             raise StepError(connect_error(error, host)) from None
         if self.probe:
-            host.probe()
+            head = self.head.connection.host if isinstance(self.head, SshHost) else ""
+            host.probe(head)
+
+    def _place(self):
+        """Decide the address Ray uses for each probed node (see node_address), once the
+        head is known; nodes of a task that does not reach the head keep none."""
+        head = self.head
+        if not isinstance(head, SshHost) or head not in self.ready:
+            return
+        try:
+            head.ip = node_address.head_ip(head.facts)
+        except node_address.AddressUnknown as error:
+            self.fail(head, str(error))
+            return
+        self.each(lambda host: self._place_towards(host, head.ip),
+                  [host for host in self.ready if host is not head])
+
+    def _place_towards(self, host, head):
+        """A node's address: its source address towards the head at ``head``, asked again
+        towards that address when the probe's route went elsewhere."""
+        address = node_address.towards_head(host.facts["address"].get("to_head", {}), head)
+        if address is None:
+            answer = host.state("route", head, str(self.settings.port),
+                                what="find its address towards the head")
+            route = json.loads(answer.stdout.strip().splitlines()[-1])
+            address = node_address.towards_head(route, head)
+            if address is None:
+                raise StepError(str(node_address.no_route(route, head)))
+        host.ip = address
 
     @property
     def ready(self):
@@ -394,7 +551,8 @@ class Runner:
                 report.host_line(host.node, message)
         outcome.seconds += time.monotonic() - started
 
-    def finish(self, task):
-        """Print the summary; exit non-zero naming the failed hosts, if any."""
+    def finish(self, task, *arguments):
+        """Print the summary; exit non-zero naming the failed hosts, if any, and the command
+        that retries ``task`` (with its positional ``arguments``) on them."""
         report.summary(task, self.outcomes, tracebacks.log_path() if self.logged else None)
-        report.verdict(task, self.outcomes)
+        report.verdict(task, self.outcomes, self.settings, config.DEFAULTS, arguments)

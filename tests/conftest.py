@@ -79,15 +79,16 @@ def read_until(process, text, timeout=300):
 
 
 @contextlib.contextmanager
-def namespaced_cluster(count, tag=None):
-    """``count`` hosts reached over real SSH, removed afterwards. Skips where namespaces
-    cannot be built, except in CI (CI=true), where that is a failure."""
+def namespaced_cluster(count, tag=None, bastion=False):
+    """``count`` hosts reached over real SSH (only through a bastion host if ``bastion``),
+    removed afterwards. Skips where namespaces cannot be built, except in CI (CI=true),
+    where that is a failure."""
     reason = unavailable_reason()
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the multi-node tests, but: {reason}")
         pytest.skip(reason)
-    cluster = NetnsCluster(count, tag=tag).start()
+    cluster = NetnsCluster(count, tag=tag, bastion=bastion).start()
     try:
         yield cluster
     finally:

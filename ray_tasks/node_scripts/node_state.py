@@ -5,7 +5,8 @@ The Ray processes of one ray-tasks cluster are those whose environment holds
 RAY_TASKS_HOME=<installation directory>: `ray start` is given it, and every process Ray
 spawns inherits it. Nothing else on the machine is touched (unlike `ray stop`).
 
-    python3 node_state.py probe DIR PORT
+    python3 node_state.py probe DIR PORT [HEAD]
+    python3 node_state.py route DIR HEAD PORT
     python3 node_state.py stop DIR [GRACE_SECONDS]
     python3 node_state.py kill-workers DIR [--force]
 """
@@ -103,7 +104,36 @@ def port_free(port):
     return True
 
 
-def probe(home, port):
+def ssh_server_address():
+    """The address this node's SSH server took the controller's connection on (the third
+    field of SSH_CONNECTION): the node's own, even through a jump host or a NAT."""
+    fields = os.environ.get("SSH_CONNECTION", "").split()
+    return fields[2] if len(fields) == 4 else None
+
+
+def route_to(target, port):
+    """``target`` as this node resolves it and this node's source address towards it (a
+    route lookup: connecting a UDP socket sends no packet); or why there is none."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(target, port,
+                                                             type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, kind, proto) as udp:
+            udp.connect(address)
+            return {"target": address[0], "source": udp.getsockname()[0]}
+    except OSError as error:
+        return {"target": None, "source": None, "error": error.strerror or str(error)}
+
+
+def addresses(head, port):
+    """Where this node is reached: its SSH server's address and, when the head's name is
+    given, its route towards the head."""
+    found = {"ssh_server": ssh_server_address()}
+    if head:
+        found["to_head"] = dict(route_to(head, port), name=head)
+    return found
+
+
+def probe(home, port, head=""):
     """Everything a task needs to know about this node, as one JSON object."""
     venv = os.path.join(home, "venv")
     target = os.path.realpath(venv) if os.path.islink(venv) else None
@@ -139,6 +169,7 @@ def probe(home, port):
         "port_free": port_free(port),
         "disk_free": free_bytes(home),
         "shm_free": free_bytes("/dev/shm") if os.path.isdir("/dev/shm") else 0,
+        "address": addresses(head, port),
     }
 
 
@@ -227,7 +258,10 @@ def kill_workers(home, force):
 def main(argv):
     action, home = argv[1], os.path.abspath(argv[2])
     if action == "probe":
-        print(json.dumps(probe(home, int(argv[3]))))
+        print(json.dumps(probe(home, int(argv[3]), argv[4] if len(argv) > 4 else "")))
+        return 0
+    if action == "route":
+        print(json.dumps(route_to(argv[3], int(argv[4]))))
         return 0
     if action == "stop":
         return stop(home, float(argv[3]) if len(argv) > 3 else 3.0)

@@ -34,4 +34,4 @@ def exec_(c, command, nodes=None, hosts=None, key_file=None, username=None,
                       **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner as runner:
         runner.each(lambda host: run_command(host, command))
-        runner.finish("exec")
+        runner.finish("exec", command)

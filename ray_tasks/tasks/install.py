@@ -130,6 +130,7 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
         installing.check_pythons(runner, cluster.head)
         cluster.stop_here("update")
         version = c.config.ray.version = update_target(cluster, version)
+        runner.settings = cluster.settings
         hosts = runner.ready
         if all(host.facts["ray"] == version for host in hosts):
             for host in hosts:

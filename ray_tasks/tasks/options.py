@@ -64,7 +64,7 @@ class Cluster:
         if with_head and self.nodes[0] not in reached:
             reached.insert(0, self.nodes[0])
         with user_errors():
-            self.runner = Runner(self.settings, reached, probe=probe)
+            self.runner = Runner(self.settings, reached, probe=probe, head=self.nodes[0])
 
     @functools.cached_property
     def token(self):
