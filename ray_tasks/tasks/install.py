@@ -2,7 +2,7 @@
 
 from invoke import task
 
-from .. import config, installing, report
+from .. import config, installing, ownership, report
 from ..runner import StepError
 from ..verify import cluster_test, run_selftest
 from .lifecycle import start_cluster, stop_cluster
@@ -45,7 +45,8 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
             hosts=None, key_file=None, username=None, installation_directory=None):
     """Install Ray on every node in its own venv, then run the node self-test.
 
-    Idempotent: a node already at the version says "up to date" and is left alone. Every
+    Idempotent: a node whose venv already holds that release, for its Python, with the
+    configured extras, says "up to date" and is left alone. Every
     node's Python must match the head's (Ray refuses a node whose Python differs). Where a
     Python lacks venv support, its OS package is installed as root (apt-get; through sudo
     when the SSH user is not root)."""
@@ -58,14 +59,14 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
         installing.check_pythons(runner, runner.ready[0])
         installing.check_home_length(runner)
         for host in runner.ready:
-            if host.facts["raylet"] and host.facts["ray"] != settings.version:
+            if host.facts["raylet"] and not installing.up_to_date(host, settings):
                 running = host.facts["ray"] or "(of an incomplete installation)"
                 runner.fail(host, f"Ray {running} is running here: inv stop first, or use inv "
                             f"update --version={settings.version} to move a running cluster")
         needed = [host for host in cluster.selected_hosts()
-                  if host.facts["ray"] != settings.version]
+                  if not installing.up_to_date(host, settings)]
         installing.check_disk(runner, needed)
-        cluster.stop_here("install")
+        ownership.prepare(cluster, cluster.selected_hosts(), "install")
         for host in cluster.selected_hosts():
             if host not in needed:
                 report.host_line(host.node, f"up to date (ray {settings.version})")
@@ -105,7 +106,7 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
         cluster.settings = config.replace(cluster.settings, version=version)
         c.config.ray.version = version
         hosts = runner.ready
-        if all(host.facts["ray"] == version for host in hosts):
+        if all(installing.up_to_date(host, cluster.settings) for host in hosts):
             for host in hosts:
                 runner.outcomes[str(host.node)].message = f"up to date (ray {version})"
             report.say(f"update: every node already runs ray {version}; nothing to do")
@@ -113,9 +114,9 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             return
         record = cluster.head.facts.get("cluster")
         running = [host for host in hosts if host.facts["raylet"]]
-        needed = [host for host in hosts if host.facts["ray"] != version]
+        needed = [host for host in hosts if not installing.up_to_date(host, cluster.settings)]
         installing.check_disk(runner, needed)
-        cluster.stop_here("update")
+        ownership.prepare(cluster, hosts, "update")
         if len(prepare_venvs(cluster, needed)) < len(needed):
             report.say("update: not every node could build the new venv; nothing was switched")
             runner.finish("update")

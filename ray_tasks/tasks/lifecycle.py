@@ -4,7 +4,7 @@ import concurrent.futures
 
 from invoke import task
 
-from .. import config, installing, ray_nodes, report, shell, worker_code
+from .. import config, installing, ownership, ray_nodes, report, shell, worker_code
 from ..runner import StepError
 from .options import COMMON_HELP, Cluster, common, user_errors
 
@@ -178,7 +178,7 @@ def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file
     with cluster.runner as runner:
         cluster.stop_here("start")
         check_ready_to_start(cluster)
-        cluster.stop_here("start")
+        ownership.prepare(cluster, cluster.selected_hosts(), "start")
         view = start_cluster(cluster, cluster.settings, bundle)
         print_cluster(cluster, view)
         runner.finish("start")
@@ -220,7 +220,7 @@ def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=Non
             if host.facts["busy"] and not force:
                 runner.fail(host, f"tasks are running ({', '.join(host.facts['busy'])}): wait "
                             "for them, or use --force")
-        cluster.stop_here("restart-workers")
+        ownership.prepare(cluster, cluster.selected_hosts(), "restart-workers")
         targets = sync_code(cluster, bundle, cluster.selected_hosts())
         record = head.facts["cluster"] or {}
         if num_workers and int(num_workers) != record.get("num_workers"):
