@@ -36,10 +36,9 @@ def claim(host):
         host.facts.update(state_dir="ours", venvs=[], codes=[])
 
 
-def prepare(cluster, hosts, task):
-    """The ownership preflight on ``hosts`` (ending the task if any host fails it), then
-    ray-tasks' directory made where it is missing."""
-    check(cluster.runner, hosts)
+def claim_after_preflight(cluster, hosts, task):
+    """End the task if any host failed the preflight (nothing was touched yet), then make
+    ray-tasks' directory on ``hosts`` where it is missing."""
     cluster.stop_here(task)
     cluster.runner.each(claim, hosts)
 

@@ -56,6 +56,7 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
     settings = cluster.settings
     with cluster.runner as runner:
         cluster.stop_here("install")
+        ownership.check(runner, cluster.selected_hosts())
         installing.check_pythons(runner, runner.ready[0])
         installing.check_home_length(runner)
         for host in runner.ready:
@@ -66,7 +67,7 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
         needed = [host for host in cluster.selected_hosts()
                   if not installing.up_to_date(host, settings)]
         installing.check_disk(runner, needed)
-        ownership.prepare(cluster, cluster.selected_hosts(), "install")
+        ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "install")
         for host in cluster.selected_hosts():
             if host not in needed:
                 report.host_line(host.node, f"up to date (ray {settings.version})")
@@ -116,7 +117,8 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
         running = [host for host in hosts if host.facts["raylet"]]
         needed = [host for host in hosts if not installing.up_to_date(host, cluster.settings)]
         installing.check_disk(runner, needed)
-        ownership.prepare(cluster, hosts, "update")
+        ownership.check(runner, hosts)
+        ownership.claim_after_preflight(cluster, hosts, "update")
         if len(prepare_venvs(cluster, needed)) < len(needed):
             report.say("update: not every node could build the new venv; nothing was switched")
             runner.finish("update")

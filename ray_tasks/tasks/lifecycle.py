@@ -177,8 +177,9 @@ def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file
         bundle = worker_code.pack(cluster.settings.worker_dir)
     with cluster.runner as runner:
         cluster.stop_here("start")
+        ownership.check(runner, cluster.selected_hosts())
         check_ready_to_start(cluster)
-        ownership.prepare(cluster, cluster.selected_hosts(), "start")
+        ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "start")
         view = start_cluster(cluster, cluster.settings, bundle)
         print_cluster(cluster, view)
         runner.finish("start")
@@ -213,6 +214,7 @@ def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=Non
         bundle = worker_code.pack(cluster.settings.worker_dir)
     with cluster.runner as runner:
         cluster.stop_here("restart-workers")
+        ownership.check(runner, cluster.selected_hosts())
         head = cluster.head
         if not head.facts["gcs"]:
             runner.fail(head, "the cluster is not running: use inv start")
@@ -220,7 +222,7 @@ def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=Non
             if host.facts["busy"] and not force:
                 runner.fail(host, f"tasks are running ({', '.join(host.facts['busy'])}): wait "
                             "for them, or use --force")
-        ownership.prepare(cluster, cluster.selected_hosts(), "restart-workers")
+        ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "restart-workers")
         targets = sync_code(cluster, bundle, cluster.selected_hosts())
         record = head.facts["cluster"] or {}
         if num_workers and int(num_workers) != record.get("num_workers"):
