@@ -56,8 +56,8 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
     settings = cluster.settings
     with cluster.runner as runner:
         cluster.stop_here("install")
-        ownership.check(runner, cluster.selected_hosts())
         installing.check_pythons(runner, runner.ready[0])
+        ownership.check(runner, cluster.selected_hosts())
         installing.check_home_length(runner)
         for host in runner.ready:
             if host.facts["raylet"] and not installing.up_to_date(host, settings):
