@@ -43,11 +43,17 @@ def claim_after_preflight(cluster, hosts, task):
     cluster.runner.each(claim, hosts)
 
 
-def setup_env_record(host, text):
-    """The record of setup-env.sh files ray-tasks wrote on ``host``, with ``text`` added: the
-    one there now stays listed until ``text`` has replaced it."""
+def write_setup_env(host, text):
+    """Write setup-env.sh (bytes ``text``) on ``host``: first its sha256 into the record
+    (beside the one of the setup-env.sh there now, which stays listed until replaced), then
+    the file, written in ray-tasks' directory and moved into place in one rename."""
+    home = host.home
     written = hashlib.sha256(text).hexdigest()
     present = host.facts.get("setup_env_sha256")
     kept = [present] if present and present != written and \
         host.facts.get("setup_env") in ("ours", "legacy") else []
-    return "".join(f"{digest}\n" for digest in kept + [written]).encode()
+    host.put("".join(f"{digest}\n" for digest in kept + [written]).encode(),
+             ray_commands.state_path(home, ray_commands.SETUP_ENV_RECORD))
+    host.put(text, ray_commands.state_path(home, ray_commands.SETUP_ENV + ".new"))
+    host.run(ray_commands.place_setup_env(home), "put setup-env.sh in place")
+    host.facts.update(setup_env="ours", setup_env_sha256=written)

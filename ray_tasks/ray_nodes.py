@@ -1,6 +1,5 @@
 """Ray on the nodes: start the head, join the others, wait for them, stop, replace workers."""
 
-import hashlib
 import json
 import posixpath
 import secrets
@@ -34,12 +33,7 @@ def write_cluster_files(host, record, token, local):
     home = host.home
     host.put(token.encode(), ray_commands.token_path(home), mode=0o600)
     host.put(json.dumps(record, indent=2).encode(), ray_commands.cluster_file(home))
-    text = ray_commands.setup_env(home, record["head"], local).encode()
-    host.put(ownership.setup_env_record(host, text),
-             ray_commands.state_path(home, ray_commands.SETUP_ENV_RECORD))
-    host.put(text, ray_commands.state_path(home, ray_commands.SETUP_ENV + ".new"))
-    host.run(ray_commands.place_setup_env(home), "put setup-env.sh in place")
-    host.facts.update(setup_env="ours", setup_env_sha256=hashlib.sha256(text).hexdigest())
+    ownership.write_setup_env(host, ray_commands.setup_env(home, record["head"], local).encode())
 
 
 def ray_log_tail(host):

@@ -45,11 +45,10 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
             hosts=None, key_file=None, username=None, installation_directory=None):
     """Install Ray on every node in its own venv, then run the node self-test.
 
-    Idempotent: a node whose venv already holds that release, for its Python, with the
-    configured extras, says "up to date" and is left alone. Every
-    node's Python must match the head's (Ray refuses a node whose Python differs). Where a
-    Python lacks venv support, its OS package is installed as root (apt-get; through sudo
-    when the SSH user is not root)."""
+    Idempotent: a node whose venv already holds that release with the configured extras
+    says "up to date" and is left alone. Every node's Python must match the head's (Ray
+    refuses a node whose Python differs). Where a Python lacks venv support, its OS package
+    is installed as root (apt-get; through sudo when the SSH user is not root)."""
     sudo_password = ask_sudo_password() if prompt_for_sudo_password else None
     cluster = Cluster(c, version=version, wheelhouse=wheelhouse or None,
                       **common(nodes, hosts, key_file, username, installation_directory))
