@@ -61,5 +61,5 @@ def venv_versions(cluster, home=HOME):
 
 def ray_processes(cluster, host):
     result = cluster.ssh(host, "ps -eo pid=,comm=,args=")
-    return [line for line in result.stdout.splitlines()
-            if any(word in line for word in ("raylet", "gcs_server", "ray::", f"/{STATE_DIR}/venv"))]
+    words = ("raylet", "gcs_server", "ray::", f"/{STATE_DIR}/venv")
+    return [line for line in result.stdout.splitlines() if any(word in line for word in words)]

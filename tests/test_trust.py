@@ -89,7 +89,8 @@ def test_token_stays_secret_and_is_required(netns_cluster, running):
     head = netns_cluster.hosts[0]
     token = open(running["INVOKE_RAY_AUTH_TOKEN_FILE"]).read().strip()
     for host in netns_cluster.hosts:
-        assert netns_cluster.ssh(host, f"stat -c %a {node_path('auth_token')}").stdout.strip() == "600"
+        mode = netns_cluster.ssh(host, f"stat -c %a {node_path('auth_token')}").stdout.strip()
+        assert mode == "600"
         assert token not in netns_cluster.ssh(host, "ps -eo args").stdout
         environments = netns_cluster.ssh(host, "cat /proc/[0-9]*/environ | tr '\\0' '\\n'")
         assert token not in environments.stdout
