@@ -34,6 +34,7 @@ from ray_tasks import config, ray_commands  # noqa: E402
 
 WHEELS = os.environ.get("RAY_TASKS_TEST_WHEELS", "/var/tmp/ray-tasks-test-wheels")
 HOME = "/root/ray"
+VENV_BIN = ray_commands.venv_link(HOME) + "/bin"
 
 
 def run(command, env=None, check=True):
@@ -177,7 +178,7 @@ def lifecycle(counts, runs):
                 serial_starts.append(time.monotonic() - started)
                 started = time.monotonic()
                 for host in list(reversed(hosts)):
-                    ssh(cluster, host, f"{HOME}/venv/bin/ray stop")
+                    ssh(cluster, host, f"{VENV_BIN}/ray stop")
                 serial_stops.append(time.monotonic() - started)
             rows.append({"hosts": count, "inv start": median(starts),
                          "floor (head + slowest join)": median(floors),
@@ -254,7 +255,7 @@ def installs(counts, runs):
 
 
 RAY_UP_VERSION = "2.60.0"
-RAY_PROCESSES = "[r]aylet|[g]cs_server|[r]ay::|[r]ay/venv"
+RAY_PROCESSES = "[r]aylet|[g]cs_server|[r]ay::|[r]ay-tasks/venv"
 
 
 def launcher(cluster):
@@ -287,7 +288,7 @@ def launcher_sockets(name):
 
 def ray_up_config(cluster, hosts, path):
     """Ray's cluster launcher, local provider, on ``hosts`` with the settings of our runs."""
-    ray = f"{HOME}/venv/bin/ray"
+    ray = f"{VENV_BIN}/ray"
     sizes = "--num-cpus=1 --object-store-memory=80000000"
     config = {
         "cluster_name": launcher_name(cluster, hosts),
@@ -296,8 +297,8 @@ def ray_up_config(cluster, hosts, path):
         "auth": {"ssh_user": "root", "ssh_private_key": cluster.key},
         "min_workers": len(hosts) - 1, "max_workers": len(hosts) - 1,
         # `ray down` runs a bare `ray stop` on the head: put Ray on its login PATH.
-        "setup_commands": [f"grep -qs {HOME}/venv/bin ~/.bashrc || "
-                           f"echo 'export PATH={HOME}/venv/bin:$PATH' >> ~/.bashrc"],
+        "setup_commands": [f"grep -qs {VENV_BIN} ~/.bashrc || "
+                           f"echo 'export PATH={VENV_BIN}:$PATH' >> ~/.bashrc"],
         "head_start_ray_commands": [
             f"{ray} stop",
             f"{ray} start --head --port=6379 --autoscaling-config=~/ray_bootstrap_config.yaml "
@@ -354,7 +355,7 @@ def ray_up(counts, runs, linger_limit=30):
                 started = time.monotonic()
                 run(["ray", "up", "-y", "--no-config-cache", config], env)
                 run(ssh_command(cluster, hosts[0], shlex.join(
-                    [f"{HOME}/venv/bin/python", "-c", WAIT_ALIVE, f"{hosts[0].ip}:6379",
+                    [f"{VENV_BIN}/python", "-c", WAIT_ALIVE, f"{hosts[0].ip}:6379",
                      str(count), "300"])))
                 ups.append(time.monotonic() - started)
                 down = run(["ray", "down", "-y", config], env)[0]
@@ -366,7 +367,7 @@ def ray_up(counts, runs, linger_limit=30):
                 left = sum(ray_processes_left(cluster, hosts))
                 lingers.append(time.monotonic() - returned if not left else float("inf"))
                 for host in hosts:
-                    ssh(cluster, host, f"{HOME}/venv/bin/ray stop --force; "
+                    ssh(cluster, host, f"{VENV_BIN}/ray stop --force; "
                                        "rm -f /tmp/ray/cluster-*.state", check=False)
                 shutil.rmtree(os.path.join(env["TMPDIR"], "ray"), ignore_errors=True)
             linger = median(lingers)

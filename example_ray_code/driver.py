@@ -1,6 +1,6 @@
 """An example driver: run it on the head after `source <installation_directory>/setup-env.sh`.
 
-    python ~/ray/worker_code/driver.py
+    python ~/ray/.ray-tasks/worker_code/driver.py
 """
 
 import ray

@@ -1,7 +1,9 @@
 """Installing Ray on nodes: checks, the wheelhouse, building a venv beside the old one, switching.
 
-A venv is built under ``venvs/`` and only then does ``venv`` point at it, in one rename: a
-failure or Ctrl-C midway leaves the node on its old, working installation.
+A venv is built under ``.ray-tasks/venvs/`` (named for the Ray release, the Python and the
+extras), with the node's worker code requirements, and only then does ``.ray-tasks/venv``
+point at it, in one rename: a failure or Ctrl-C midway leaves the node on its old, working
+installation.
 """
 
 import posixpath
@@ -37,11 +39,22 @@ def check_disk(runner, hosts):
 
 
 def check_home_length(runner):
+    """Fail hosts whose installation directory leaves Ray's socket paths too long."""
     for host in runner.ready:
         if len(host.home) > ray_commands.MAX_HOME_LENGTH:
             runner.fail(host, f"installation directory {host.home} is longer than "
                         f"{ray_commands.MAX_HOME_LENGTH} characters: Ray's socket paths under "
                         "it would be too long; choose a shorter ray.installation_directory")
+
+
+def wanted_venv(host, settings):
+    """The name of the venv ``settings`` ask for on ``host`` (release, Python, extras)."""
+    return ray_commands.venv_name(settings.version, host.facts["python"], settings.extras)
+
+
+def up_to_date(host, settings):
+    """Whether the node's current venv is the one ``settings`` ask for."""
+    return host.facts["venv_name"] == wanted_venv(host, settings)
 
 
 def newest_version(python_version):
@@ -116,12 +129,21 @@ def root_failure(output, package):
 
 
 def build_venv(host, settings):
-    """Build the venv of ``settings.version`` beside the current one (not switched yet)."""
-    venv = ray_commands.venv_path(host.home, settings.version, host.facts["python"])
-    command = ray_commands.create_venv(settings.python, host.home, venv, settings.requirement,
+    """Build the venv ``settings`` ask for beside the current one (not switched yet), with
+    the requirements of the worker code the node holds, if any."""
+    home = host.home
+    venv = ray_commands.state_path(home, "venvs", wanted_venv(host, settings))
+    command = ray_commands.create_venv(settings.python, home, venv, settings.requirement,
                                        offline=settings.wheelhouse)
+    what = f"install {settings.requirement} into {venv}"
+    digest = host.facts.get("worker_requirements")
+    if digest:
+        requirements = posixpath.join(ray_commands.worker_code_link(home), "requirements.txt")
+        command = f"{{ {command}; }} && " + ray_commands.install_requirements(
+            home, venv, requirements, digest, settings.wheelhouse)
+        what += " with the worker code's requirements.txt"
     try:
-        host.run(command, f"install {settings.requirement} into {venv}")
+        host.run(command, what)
     except StepError as error:
         if "ensurepip is not available" in error.output:
             error.message += (": this Python lacks venv support (on Debian/Ubuntu: "
@@ -132,12 +154,18 @@ def build_venv(host, settings):
 
 
 def switch_venv(host):
-    """Point the node's venv at the one just built; remove all but it and the previous."""
+    """Point the node's venv at the one just built; remove the venvs ray-tasks built before
+    but it and the previous one."""
     new, old = host.facts["new_venv"], host.facts["venv"]
-    keep = [new] + ([old] if old else [])
-    host.run(ray_commands.switch_venv(host.home, new) + " && "
-             + ray_commands.remove_other_venvs(host.home, keep), "switch to the new venv")
+    keep = {posixpath.basename(new), host.facts["venv_name"]}
+    stale = [name for name in host.facts["venvs"] if name.removesuffix(".lock") not in keep]
+    command = ray_commands.switch_venv(host.home, new)
+    if stale:
+        command += " && " + ray_commands.remove_entries(host.home, "venvs", stale)
+    host.run(command, "switch to the new venv")
+    host.facts["venvs"] = [name for name in host.facts["venvs"] if name not in stale]
     host.facts["previous_venv"], host.facts["venv"] = old, new
+    host.facts["venv_name"] = posixpath.basename(new)
     return f"now on ray {posixpath.basename(new)[len('ray-'):].split('-py')[0]}"
 
 
@@ -149,6 +177,6 @@ def switch_back(host):
 
 
 def ship_scripts(host):
-    """Copy the node scripts (runtest.py, cluster_check.py) into the installation directory."""
+    """Copy the node scripts (runtest.py, cluster_check.py) into ray-tasks' directory."""
     for name in NODE_SCRIPTS:
-        host.put(source(name).encode(), posixpath.join(host.home, name))
+        host.put(source(name).encode(), ray_commands.state_path(host.home, name))

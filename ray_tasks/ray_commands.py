@@ -1,40 +1,113 @@
 """The shell commands run on the nodes, built from settings as plain text (no I/O here).
 
 Every path is absolute (the node's installation directory, as the probe reported it) and
-every value is quoted. What a node holds, under its installation directory ``home``:
+every value is quoted. ray-tasks keeps everything it writes on a node in one directory of
+its own, ``STATE_DIR`` under the installation directory ``home``, made together with its
+``OWNER_FILE``; only ``setup-env.sh`` (what users source) is written beside it:
 
-    venv -> venvs/ray-<version>-py<python>   Ray's virtualenv (switched atomically)
-    worker_code -> code/<digest>             the synced worker directory
     setup-env.sh                              source it to drive this cluster
-    auth_token                                the cluster's Ray token (mode 0600)
-    cluster.json                              the settings the cluster was started with
-    runtest.py, cluster_check.py, wheels/, tmp/ (Ray's logs and sockets)
+    .ray-tasks/owner                          says ray-tasks made this directory
+    .ray-tasks/venv -> venvs/ray-<version>-py<python>[-<extras>]   Ray's virtualenv
+    .ray-tasks/worker_code -> code/<digest>   the synced worker directory
+    .ray-tasks/auth_token                     the cluster's Ray token (mode 0600)
+    .ray-tasks/cluster.json                   the settings the cluster was started with
+    .ray-tasks/setup-env.sha256               the setup-env.sh files ray-tasks wrote
+    .ray-tasks/runtest.py, cluster_check.py, wheels/, tmp/ (Ray's logs and sockets)
+
+Clean-up removes entries of ``venvs/`` and ``code/`` by name, never by a pattern over a
+directory: only names the probe listed in ray-tasks' own directory.
 """
 
 import posixpath
+import re
 
 from . import shell
 from .node_scripts import source
 
 MARKER = "RAY_TASKS_HOME"
-# Ray's socket paths (<temp dir>/session_<date>_<id>/sockets/plasma_store) must fit in 107 bytes.
-MAX_HOME_LENGTH = 40
+STATE_DIR = ".ray-tasks"
+OWNER_FILE = "owner"
+SETUP_ENV = "setup-env.sh"
+SETUP_ENV_RECORD = "setup-env.sha256"
+REQUIREMENTS_RECORD = ".requirements"
+DEFAULT_EXTRAS = "default"
+
+# Ray's longest socket path is <temp dir>/session_<YYYY-MM-DD>_<HH-MM-SS>_<usec>_<pid>/sockets/
+# plasma_store, and a Unix socket path holds at most 107 bytes (108 with its NUL). The temp dir
+# is <home>/.ray-tasks/tmp and the PID may have 7 digits (pid_max 4194304 on systemd machines):
+# 107 - len("/.ray-tasks/tmp/") 16 - len("session_2026-01-31_23-59-59_999999_4194303") 42
+#     - len("/sockets/plasma_store") 21 = 28 characters for the installation directory.
+SOCKET_PATH_MAX = 107
+MAX_HOME_LENGTH = (SOCKET_PATH_MAX - len(f"/{STATE_DIR}/tmp/")
+                   - len("session_2026-01-31_23-59-59_999999_4194303")
+                   - len("/sockets/plasma_store"))
 
 
-def venv_path(home, version, python_version):
-    return posixpath.join(home, "venvs", f"ray-{version}-py{python_version}")
+def state_path(home, *names):
+    """A path inside ray-tasks' own directory on the node."""
+    return posixpath.join(home, STATE_DIR, *names)
+
+
+def extras_tag(extras):
+    """The part of a venv's name that tells its pip extras apart: nothing for the default
+    extras, ``core`` for none, else the normalised extras joined by ``+``."""
+    names = sorted({re.sub(r"[-_.]+", "-", name.strip().lower())
+                    for name in extras.split(",") if name.strip()})
+    if names == [DEFAULT_EXTRAS]:
+        return ""
+    return "+".join(names) or "core"
+
+
+def venv_name(version, python_version, extras=DEFAULT_EXTRAS):
+    """E.g. ``ray-2.60.0-py3.11.7`` (default extras) or ``ray-2.60.0-py3.11.7-core``."""
+    tag = extras_tag(extras)
+    return f"ray-{version}-py{python_version}" + (f"-{tag}" if tag else "")
+
+
+def venv_path(home, version, python_version, extras=DEFAULT_EXTRAS):
+    return state_path(home, "venvs", venv_name(version, python_version, extras))
 
 
 def venv_link(home):
-    return posixpath.join(home, "venv")
+    return state_path(home, "venv")
+
+
+def worker_code_link(home):
+    return state_path(home, "worker_code")
 
 
 def temp_dir(home):
-    return posixpath.join(home, "tmp")
+    return state_path(home, "tmp")
 
 
 def wheels_dir(home):
-    return posixpath.join(home, "wheels")
+    return state_path(home, "wheels")
+
+
+def cluster_file(home):
+    return state_path(home, "cluster.json")
+
+
+def setup_env_path(home):
+    return posixpath.join(home, SETUP_ENV)
+
+
+def claim(home):
+    """Make ray-tasks' own directory and its owner file together (``mkdir`` fails on a
+    directory that is already there: ray-tasks never adopts one it did not make). It holds
+    the cluster's token: mode 0700, no one else may list or enter it."""
+    state = state_path(home)
+    note = "ray-tasks made this directory: it deletes and rewrites what is inside.\n"
+    return " && ".join([
+        shell.join("mkdir", "-p", home),
+        shell.join("mkdir", "-m", "700", state),
+        f"printf %s {shell.quote(note)} > {shell.quote(state_path(home, OWNER_FILE))}",
+    ])
+
+
+def place_setup_env(home):
+    """Move the setup-env.sh written in ray-tasks' directory to where users source it."""
+    return shell.join("mv", "-Tf", state_path(home, SETUP_ENV + ".new"), setup_env_path(home))
 
 
 def create_venv(python, home, venv, requirement, offline):
@@ -79,7 +152,7 @@ def as_root(command, user_is_root, password_on_stdin):
 
 
 def switch_venv(home, venv):
-    """Point ``home/venv`` at ``venv`` in one rename."""
+    """Point the node's ``venv`` link at ``venv`` in one rename."""
     link = venv_link(home)
     return " && ".join([
         shell.join("ln", "-sfn", venv, link + ".new"),
@@ -87,27 +160,33 @@ def switch_venv(home, venv):
     ])
 
 
-def remove_other_venvs(home, keep):
-    """Delete every venv under ``home/venvs`` but the ones named in ``keep``."""
-    venvs = posixpath.join(home, "venvs")
-    kept = " ".join(f"! -name {shell.quote(posixpath.basename(path))}" for path in keep)
-    return (f"find {shell.quote(venvs)} -mindepth 1 -maxdepth 1 {kept} "
-            "-exec rm -rf {} +")
+def remove_entries(home, folder, names):
+    """Delete the entries ``names`` (as listed by the probe) of ``folder`` in ray-tasks'
+    own directory, each by its path."""
+    return shell.join("rm", "-rf", "--", *(state_path(home, folder, name) for name in names))
 
 
-def install_requirements(home, requirements, offline):
-    """pip-install a requirements file of the worker code into the venv."""
+def install_requirements(home, venv, requirements, digest, offline):
+    """pip-install the worker code's requirements file into ``venv``, unless the venv records
+    ``digest`` as installed. The record is removed before pip runs and written only once it
+    succeeded: a failed pip leaves none, so the next run installs again."""
+    record = shell.quote(posixpath.join(venv, REQUIREMENTS_RECORD))
     pip_source = ["--no-index", "--find-links", wheels_dir(home)] if offline else []
-    return shell.join(posixpath.join(venv_link(home), "bin", "python"), "-m", "pip", "install",
-                      "-q", "--disable-pip-version-check", *pip_source, "-r", requirements)
+    install = " && ".join([
+        f"rm -f {record}",
+        shell.join(posixpath.join(venv, "bin", "python"), "-m", "pip", "install", "-q",
+                   "--disable-pip-version-check", *pip_source, "-r", requirements),
+        f"printf '%s\\n' {shell.quote(digest)} > {record}",
+    ])
+    return f'[ "$(cat {record} 2>/dev/null)" = {shell.quote(digest)} ] || {{ {install}; }}'
 
 
-def unpack_worker_code(home, archive, digest):
-    """Unpack an uploaded tar.gz as ``code/<digest>`` and switch ``worker_code`` to it."""
-    code = posixpath.join(home, "code")
-    target = posixpath.join(code, digest)
+def unpack_worker_code(home, archive, digest, stale):
+    """Unpack an uploaded tar.gz as ``code/<digest>``, switch ``worker_code`` to it and
+    delete the ``stale`` entries of ``code/`` (names the probe listed)."""
+    target = state_path(home, "code", digest)
     partial = target + ".partial"
-    link = posixpath.join(home, "worker_code")
+    link = worker_code_link(home)
     return " && ".join([
         shell.join("rm", "-rf", partial),
         shell.join("mkdir", "-p", partial),
@@ -116,13 +195,12 @@ def unpack_worker_code(home, archive, digest):
         shell.join("mv", partial, target),
         shell.join("ln", "-sfn", posixpath.join("code", digest), link + ".new"),
         shell.join("mv", "-Tf", link + ".new", link),
-        f"find {shell.quote(code)} -mindepth 1 -maxdepth 1 ! -name {shell.quote(digest)} "
-        "-exec rm -rf {} +",
+        remove_entries(home, "code", [name for name in stale if name != digest]),
     ])
 
 
 def token_path(home):
-    return posixpath.join(home, "auth_token")
+    return state_path(home, "auth_token")
 
 
 def ray_env(home, local):
@@ -133,7 +211,7 @@ def ray_env(home, local):
     """
     env = {
         MARKER: home,
-        "PYTHONPATH": posixpath.join(home, "worker_code"),
+        "PYTHONPATH": worker_code_link(home),
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": token_path(home),

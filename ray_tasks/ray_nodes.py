@@ -4,7 +4,7 @@ import json
 import posixpath
 import secrets
 
-from . import ray_commands, shell
+from . import ownership, ray_commands, shell
 from .runner import StepError
 
 HEAD_START_TIMEOUT = 120
@@ -28,11 +28,12 @@ def cluster_record(settings, address):
 
 
 def write_cluster_files(host, record, token, local):
-    """The Ray token, setup-env.sh (for drivers) and cluster.json (for update) on the node."""
-    host.put(token.encode(), ray_commands.token_path(host.home), mode=0o600)
-    host.put(ray_commands.setup_env(host.home, record["head"], local).encode(),
-             posixpath.join(host.home, "setup-env.sh"))
-    host.put(json.dumps(record, indent=2).encode(), posixpath.join(host.home, "cluster.json"))
+    """The Ray token and cluster.json (for update) in ray-tasks' directory, and setup-env.sh
+    (for drivers) beside it, its sha256 recorded before it is put in place."""
+    home = host.home
+    host.put(token.encode(), ray_commands.token_path(home), mode=0o600)
+    host.put(json.dumps(record, indent=2).encode(), ray_commands.cluster_file(home))
+    ownership.write_setup_env(host, ray_commands.setup_env(home, record["head"], local).encode())
 
 
 def ray_log_tail(host):
@@ -93,9 +94,9 @@ def replace_workers(host, force):
 def driver(head, script, *args, timeout=None):
     """Run a node script on the head with its setup-env.sh sourced; returns its JSON verdict."""
     home = head.home
-    command = (f". {shell.quote(posixpath.join(home, 'setup-env.sh'))} && "
+    command = (f". {shell.quote(ray_commands.setup_env_path(home))} && "
                + shell.join(posixpath.join(ray_commands.venv_link(home), "bin", "python"),
-                            posixpath.join(home, script), *args))
+                            ray_commands.state_path(home, script), *args))
     result = head.run(command, f"run {script} on the head", timeout=timeout, check=False)
     try:
         verdict = json.loads(result.stdout.strip().splitlines()[-1])
@@ -118,7 +119,7 @@ def cluster_view(head, hosts, timeout, cancel_file=None):
 
 def cancel_file(head):
     """A fresh path whose creation tells a waiting cluster_view to give up."""
-    return posixpath.join(head.home, f".wait-{secrets.token_hex(4)}.cancel")
+    return ray_commands.state_path(head.home, f".wait-{secrets.token_hex(4)}.cancel")
 
 
 def cancel_wait(head, path):

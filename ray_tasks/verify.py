@@ -2,14 +2,14 @@
 
 import posixpath
 
-from . import ray_nodes, shell
+from . import ray_commands, ray_nodes, shell
 from .runner import StepError
 
 
 def run_selftest(host, expected_version):
     """runtest.py on one node, in its venv."""
-    python = posixpath.join(host.home, "venv", "bin", "python")
-    result = host.run(shell.join(python, posixpath.join(host.home, "runtest.py"),
+    python = posixpath.join(ray_commands.venv_link(host.home), "bin", "python")
+    result = host.run(shell.join(python, ray_commands.state_path(host.home, "runtest.py"),
                                  expected_version), "run runtest.py", check=False)
     if result.exited != 0:
         raise StepError("self-test failed", result.stdout + result.stderr)

@@ -1,7 +1,10 @@
 """The worker directory: packed once on the controller, shipped to nodes that lack it.
 
 The archive is reproducible (sorted names, fixed times and owners), so its digest names the
-content: a node whose ``worker_code`` already points at that digest gets nothing.
+content: a node whose ``worker_code`` already points at that digest gets nothing. The
+requirements.txt in it follows the venv: each venv records the digest of the requirements it
+holds, and a venv that lacks them gets them (a new venv before it is switched to, the current
+one when the code is synced).
 """
 
 import dataclasses
@@ -26,6 +29,7 @@ class Bundle:
     archive: bytes
     digest: str
     requirements: str | None
+    requirements_digest: str | None = None
 
 
 def _members(root):
@@ -53,16 +57,25 @@ def pack(directory):
                 else:
                     tar.addfile(info)
     data = buffer.getvalue()
+    requirements = _requirements(root)
     return Bundle(
         archive=data,
         digest=hashlib.sha256(data).hexdigest()[:16],
-        requirements=_requirements(root),
+        requirements=requirements,
+        requirements_digest=_file_digest(requirements) if requirements else None,
     )
 
 
 def _requirements(root):
     path = os.path.join(root, "requirements.txt")
     return path if os.path.isfile(path) else None
+
+
+def _file_digest(path):
+    """What a venv records of the requirements.txt installed in it (the node's probe
+    computes the same from the node's copy)."""
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
 
 
 def requirements_name(bundle):
@@ -72,16 +85,25 @@ def requirements_name(bundle):
 
 
 def sync(host, bundle, offline):
-    """Ship the bundle to ``host`` unless it has it; return a message saying which."""
-    if host.facts.get("worker_code") == bundle.digest:
-        return "worker code up to date"
-    archive = posixpath.join(host.home, "code", "upload.tar.gz")
-    host.put(bundle.archive, archive)
-    host.run(ray_commands.unpack_worker_code(host.home, archive, bundle.digest),
-             "unpack the worker code")
-    if bundle.requirements:
-        requirements = posixpath.join(host.home, "worker_code", "requirements.txt")
-        host.run(ray_commands.install_requirements(host.home, requirements, offline),
+    """Ship the bundle to ``host`` unless it has it, and install its requirements.txt into
+    the current venv unless the venv records them; return a message saying what was done."""
+    home = host.home
+    done = []
+    if host.facts.get("worker_code") != bundle.digest:
+        archive = ray_commands.state_path(home, "code", "upload.tar.gz")
+        host.put(bundle.archive, archive)
+        host.run(ray_commands.unpack_worker_code(home, archive, bundle.digest,
+                                                 host.facts.get("codes", [])),
+                 "unpack the worker code")
+        host.facts["worker_code"] = bundle.digest
+        host.facts["codes"] = [bundle.digest]
+        done.append(f"worker code synced ({len(bundle.archive)} bytes)")
+    if bundle.requirements and host.facts.get("requirements") != bundle.requirements_digest:
+        requirements = posixpath.join(ray_commands.worker_code_link(home), "requirements.txt")
+        host.run(ray_commands.install_requirements(home, ray_commands.venv_link(home),
+                                                   requirements, bundle.requirements_digest,
+                                                   offline),
                  "install the worker code's requirements.txt")
-    host.facts["worker_code"] = bundle.digest
-    return f"worker code synced ({len(bundle.archive)} bytes)"
+        host.facts["requirements"] = bundle.requirements_digest
+        done.append("requirements.txt installed")
+    return "; ".join(done) or "worker code up to date"

@@ -1,8 +1,12 @@
 """Reading the test hosts' real state over SSH: Ray versions, Ray processes, a driver's view."""
 
 import json
+import posixpath
 import shlex
 import textwrap
+
+HOME = "/root/ray"
+STATE_DIR = ".ray-tasks"
 
 DRIVER = textwrap.dedent("""
     import importlib, json, sys, ray
@@ -25,21 +29,31 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def run_driver(cluster, module="probe_mod", attribute="VALUE"):
+def node_path(*names, home=HOME):
+    """Where ray-tasks keeps ``names`` on a node (in its own directory under ``home``)."""
+    return posixpath.join(home, STATE_DIR, *names)
+
+
+def setup_env(home=HOME):
+    """The setup-env.sh users source on a node."""
+    return posixpath.join(home, "setup-env.sh")
+
+
+def run_driver(cluster, module="probe_mod", attribute="VALUE", home=HOME):
     """The driver on the head, as an operator would run it: setup-env.sh, then python.
 
     Returns {hostname: {"value": module.attribute as imported there, "cpus": N}}."""
     head = cluster.hosts[0]
-    result = cluster.ssh(head, f". /root/ray/setup-env.sh && python -c {shlex.quote(DRIVER)} "
+    result = cluster.ssh(head, f". {setup_env(home)} && python -c {shlex.quote(DRIVER)} "
                                f"{module} {attribute}")
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def venv_versions(cluster):
+def venv_versions(cluster, home=HOME):
     versions = {}
     for host in cluster.hosts:
-        result = cluster.ssh(host, "/root/ray/venv/bin/python -c "
+        result = cluster.ssh(host, f"{node_path('venv', 'bin', 'python', home=home)} -c "
                                    "'import ray; print(ray.__version__)'")
         versions[host.name] = result.stdout.strip() or result.stderr.strip()
     return versions
@@ -47,5 +61,5 @@ def venv_versions(cluster):
 
 def ray_processes(cluster, host):
     result = cluster.ssh(host, "ps -eo pid=,comm=,args=")
-    return [line for line in result.stdout.splitlines()
-            if any(word in line for word in ("raylet", "gcs_server", "ray::", "/ray/venv"))]
+    words = ("raylet", "gcs_server", "ray::", f"/{STATE_DIR}/venv")
+    return [line for line in result.stdout.splitlines() if any(word in line for word in words)]

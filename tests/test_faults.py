@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from conftest import NEW_RAY, OLD_RAY, read_until, run_inv, start_inv
-from host_state import run_driver, venv_versions
+from host_state import node_path, run_driver, venv_versions
 
 
 def test_network_down_during_start(netns_cluster, running):
@@ -39,11 +39,11 @@ def install_old_until_building(netns_cluster, env, host):
     process once ``host`` is building its venv."""
     assert run_inv("stop", env=env).returncode == 0
     for each in netns_cluster.hosts:
-        netns_cluster.ssh(each, f"rm -rf /root/ray/venvs/ray-{OLD_RAY}-*")
+        netns_cluster.ssh(each, f"rm -rf {node_path('venvs')}/ray-{OLD_RAY}-*")
     process = start_inv(env, "install", f"--version={OLD_RAY}")
     read_until(process, "wheelhouse:")
     deadline = time.monotonic() + 120
-    while netns_cluster.ssh(host, f"ls -d /root/ray/venvs/ray-{OLD_RAY}*/lib").returncode:
+    while netns_cluster.ssh(host, f"ls -d {node_path('venvs')}/ray-{OLD_RAY}*/lib").returncode:
         assert time.monotonic() < deadline, "the new venv never appeared"
         time.sleep(0.2)
     return process

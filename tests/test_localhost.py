@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, WHEEL_CACHE, run_inv
+from host_state import node_path
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_install_start_test_stop_chain_on_localhost(local_env, tmp_path):
     assert "localhost  ok" in result.output
     assert not (tmp_path / "known_hosts").exists(), "localhost needs no SSH"
     assert our_processes(home) == []
-    assert oct(os.stat(os.path.join(home, "auth_token")).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(node_path("auth_token", home=home)).st_mode & 0o777) == "0o600"
 
 
 def test_driver_attaches_through_setup_env(local_env):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import NEW_RAY, OLD_RAY, REPO, run_inv
-from host_state import ray_processes, run_driver, venv_versions
+from host_state import node_path, ray_processes, run_driver, setup_env, venv_versions
 
 @pytest.fixture(scope="module")
 def worker_dir(netns_cluster):
@@ -36,16 +36,17 @@ def test_install_older_release_offline_from_wheelhouse(netns_cluster, cluster_en
     first = run_inv("install", f"--version={OLD_RAY}", env=cluster_env)
     assert first.returncode == 0, first.output
     assert venv_versions(netns_cluster) == {host.name: OLD_RAY for host in netns_cluster.hosts}
-    venvs = {host.name: netns_cluster.ssh(host, "readlink /root/ray/venv; "
-                                          "stat -c %Y /root/ray/venv/.complete").stdout
+    venv = node_path("venv")
+    venvs = {host.name: netns_cluster.ssh(host, f"readlink {venv}; "
+                                          f"stat -c %Y {venv}/.complete").stdout
              for host in netns_cluster.hosts}
 
     second = run_inv("install", f"--version={OLD_RAY}", env=cluster_env)
     assert second.returncode == 0, second.output
     assert second.output.count("up to date (ray 2.59.0)") == len(netns_cluster.hosts)
     assert "(cached)" not in second.output and "pushed" not in second.output
-    assert venvs == {host.name: netns_cluster.ssh(host, "readlink /root/ray/venv; "
-                                                  "stat -c %Y /root/ray/venv/.complete").stdout
+    assert venvs == {host.name: netns_cluster.ssh(host, f"readlink {venv}; "
+                                                  f"stat -c %Y {venv}/.complete").stdout
                      for host in netns_cluster.hosts}
 
 
@@ -87,7 +88,7 @@ def test_restart_workers_refuses_while_tasks_run(netns_cluster, cluster_env, wor
     hold = ("import ray, time\nray.init()\n@ray.remote\ndef hold():\n    time.sleep(300)\n"
             "ref = hold.remote()\ntime.sleep(300)\n")
     driver = subprocess.Popen(
-        netns_cluster.ssh_args(head, f". /root/ray/setup-env.sh && python -c {shlex.quote(hold)}"),
+        netns_cluster.ssh_args(head, f". {setup_env()} && python -c {shlex.quote(hold)}"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

@@ -34,11 +34,12 @@ def test_ray_start_for_head_and_worker():
     settings = config.from_mapping({"object_store_memory": "100M",
                                     "start_args": "--resources='{\"x\": 1}'"})
     head = ray_commands.ray_start(settings, "/r", "10.0.0.1", 4, timeout=120)
-    assert head.startswith("cd /r && env RAY_TASKS_HOME=/r PYTHONPATH=/r/worker_code ")
-    assert "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/r/auth_token" in head
+    assert head.startswith("cd /r && env RAY_TASKS_HOME=/r PYTHONPATH=/r/.ray-tasks/worker_code ")
+    assert "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/r/.ray-tasks/auth_token" in head
     assert head.endswith(
-        "timeout 120 /r/venv/bin/ray start --head --port=6379 --dashboard-host=127.0.0.1 "
-        "--node-ip-address=10.0.0.1 --num-cpus=4 --temp-dir=/r/tmp --disable-usage-stats "
+        "timeout 120 /r/.ray-tasks/venv/bin/ray start --head --port=6379 "
+        "--dashboard-host=127.0.0.1 --node-ip-address=10.0.0.1 --num-cpus=4 "
+        "--temp-dir=/r/.ray-tasks/tmp --disable-usage-stats "
         "--object-store-memory=104857600 '--resources={\"x\": 1}'")
     worker = ray_commands.ray_start(settings, "/r", "10.0.0.2", 4, head_address="10.0.0.1:6379")
     assert "--address=10.0.0.1:6379 --node-ip-address=10.0.0.2" in worker
@@ -47,7 +48,7 @@ def test_ray_start_for_head_and_worker():
 
 def test_hostile_values_reach_ray_start_as_plain_arguments(tmp_path):
     home = tmp_path / "it's a $(dir)"
-    fake_ray = home / "venv" / "bin" / "ray"
+    fake_ray = home / ".ray-tasks" / "venv" / "bin" / "ray"
     fake_ray.parent.mkdir(parents=True)
     fake_ray.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     fake_ray.chmod(0o755)
@@ -63,16 +64,16 @@ def test_hostile_values_reach_ray_start_as_plain_arguments(tmp_path):
 def test_setup_env_exports_cluster_and_never_the_token():
     text = ray_commands.setup_env("/r", "10.0.0.1:6379", local=False)
     assert "export RAY_ADDRESS=10.0.0.1:6379" in text
-    assert "export RAY_AUTH_TOKEN_PATH=/r/auth_token" in text
+    assert "export RAY_AUTH_TOKEN_PATH=/r/.ray-tasks/auth_token" in text
     assert "RAY_TASKS_HOME" not in text and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in text
     out = subprocess.run(["sh", "-c", text + 'printf "%s|%s" "$PYTHONPATH" "$PATH"'],
                          capture_output=True, text=True, env={"PATH": "/bin", "PYTHONPATH": "/p"})
-    assert out.stdout == "/r/worker_code:/p|/r/venv/bin:/bin"
+    assert out.stdout == "/r/.ray-tasks/worker_code:/p|/r/.ray-tasks/venv/bin:/bin"
 
 
 def test_create_venv_offline_uses_only_the_wheelhouse():
     command = ray_commands.create_venv("python3", "/r", "/r/venvs/v", "ray==2.60.0", True)
-    assert "--no-index --find-links /r/wheels ray==2.60.0" in command
+    assert "--no-index --find-links /r/.ray-tasks/wheels ray==2.60.0" in command
     assert command.startswith("[ -f /r/venvs/v/.complete ] || { mkdir -p /r/venvs && "
                               "flock /r/venvs/v.lock sh -c '[ -f /r/venvs/v/.complete ] || ")
     assert command.endswith("touch /r/venvs/v/.complete; }'; }")

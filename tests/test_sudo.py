@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 from conftest import NEW_RAY, namespaced_cluster, run_inv, run_inv_on_terminal, user_env
+from host_state import node_path
 
 PASSWORD = "op's pass phrase"
 PROMPT = "sudo password for the nodes:"
@@ -68,8 +69,8 @@ def test_install_gets_venv_support_through_sudo_with_a_prompted_password(operato
     assert no_password.returncode == 1
     assert (f"[op@{host.ip}] FAILED: this Python lacks venv support ({package}) and sudo "
             "wants a password: rerun with --prompt-for-sudo-password") in no_password.output
-    assert cluster.ssh(host, "test -e /tmp/apt-get.log || test -e /home/op/ray/venv") \
-        .returncode != 0
+    venv = node_path("venv", home="/home/op/ray")
+    assert cluster.ssh(host, f"test -e /tmp/apt-get.log || test -e {venv}").returncode != 0
 
     status, shown = run_inv_on_terminal("install", "--prompt-for-sudo-password", env=env,
                                         prompt=PROMPT, typed="not-the-password-4711")
@@ -86,6 +87,6 @@ def test_install_gets_venv_support_through_sudo_with_a_prompted_password(operato
     assert log.startswith(f"uid=0 args=install -y -q {package}\n")
     assert "sudo -S -p" in log
     assert PASSWORD not in log
-    ray = cluster.ssh(host, "stat -c %U /home/op/ray/venvs && "
-                            "/home/op/ray/venv/bin/python -c 'import ray; print(ray.__version__)'")
+    ray = cluster.ssh(host, f"stat -c %U {node_path('venvs', home='/home/op/ray')} && "
+                            f"{venv}/bin/python -c 'import ray; print(ray.__version__)'")
     assert ray.stdout.split() == ["op", NEW_RAY], ray.stderr

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from conftest import NEW_RAY, OLD_RAY, read_until, run_inv, start_inv
-from host_state import ray_processes, run_driver, venv_versions
+from host_state import node_path, ray_processes, run_driver, venv_versions
 
 
 def status(env, **overrides):
@@ -89,24 +89,25 @@ def test_token_stays_secret_and_is_required(netns_cluster, running):
     head = netns_cluster.hosts[0]
     token = open(running["INVOKE_RAY_AUTH_TOKEN_FILE"]).read().strip()
     for host in netns_cluster.hosts:
-        assert netns_cluster.ssh(host, "stat -c %a /root/ray/auth_token").stdout.strip() == "600"
+        mode = netns_cluster.ssh(host, f"stat -c %a {node_path('auth_token')}").stdout.strip()
+        assert mode == "600"
         assert token not in netns_cluster.ssh(host, "ps -eo args").stdout
         environments = netns_cluster.ssh(host, "cat /proc/[0-9]*/environ | tr '\\0' '\\n'")
         assert token not in environments.stdout
     assert oct(os.stat(running["INVOKE_RAY_AUTH_TOKEN_FILE"]).st_mode & 0o777) == "0o600"
 
     no_token = netns_cluster.ssh(
-        head, f"RAY_ADDRESS={head.ip}:6379 timeout 60 /root/ray/venv/bin/python -c "
+        head, f"RAY_ADDRESS={head.ip}:6379 timeout 60 {node_path('venv/bin/python')} -c "
               "'import ray; ray.init()'")
     assert no_token.returncode != 0
     assert "InvalidAuthToken" in no_token.stdout + no_token.stderr
 
-    rogue = netns_cluster.hosts[2]
+    rogue, ray = netns_cluster.hosts[2], node_path("venv/bin/ray")
     assert run_inv("stop", f"--hosts={rogue.ip}", env=running).returncode == 0
     joined = netns_cluster.ssh(
-        rogue, f"timeout 45 /root/ray/venv/bin/ray start --address={head.ip}:6379 "
+        rogue, f"timeout 45 {ray} start --address={head.ip}:6379 "
                f"--node-ip-address={rogue.ip} --temp-dir=/tmp/rogue --num-cpus=1; "
-               "echo exit=$?; /root/ray/venv/bin/ray stop --force >/dev/null 2>&1", timeout=120)
+               f"echo exit=$?; {ray} stop --force >/dev/null 2>&1", timeout=120)
     assert "exit=0" not in joined.stdout
     assert "InvalidAuthToken" in joined.stdout + joined.stderr
     assert run_inv("start", f"--hosts={rogue.ip}", env=running).returncode == 0
@@ -157,7 +158,7 @@ def test_preflight_full_disk_stops_install_before_touching_any_node(netns_cluste
         assert result.returncode == 1
         assert f"[{victim.ip}] FAILED: only 0 MiB free for /root/tiny/ray" in result.output
         for host in netns_cluster.hosts:
-            assert netns_cluster.ssh(host, "test -e /root/tiny/ray/venvs").returncode != 0
+            assert netns_cluster.ssh(host, "test -e /root/tiny/ray").returncode != 0
     finally:
         netns_cluster.ssh(victim, "umount /root/tiny; rmdir /root/tiny")
 
@@ -189,7 +190,7 @@ def test_preflight_busy_head_port_and_small_shm_start_nothing(netns_cluster, run
 def test_failed_update_leaves_every_node_on_the_old_release(netns_cluster, running):
     head, _, victim = netns_cluster.hosts
     gcs = netns_cluster.ssh(head, "pgrep -x gcs_server").stdout.strip()
-    blocked = f"/root/ray/venvs/ray-{OLD_RAY}-py3.11.2"
+    blocked = node_path("venvs", f"ray-{OLD_RAY}-py3.11.2")
     mount = netns_cluster.ssh(victim, f"mkdir -p {blocked} && "
                                       f"mount -t tmpfs -o size=64k tmpfs {blocked}")
     assert mount.returncode == 0, mount.stderr
@@ -215,7 +216,7 @@ def test_failed_update_leaves_every_node_on_the_old_release(netns_cluster, runni
 def test_stop_spares_another_ray_on_the_same_host(netns_cluster, running):
     neighbour = netns_cluster.hosts[1]
     other = netns_cluster.ssh(
-        neighbour, "RAY_AUTH_MODE=disabled /root/ray/venv/bin/ray start --head --port=6500 "
+        neighbour, f"RAY_AUTH_MODE=disabled {node_path('venv/bin/ray')} start --head --port=6500 "
                    f"--node-ip-address={neighbour.ip} --temp-dir=/tmp/other --num-cpus=1 "
                    "--object-store-memory=80000000 --include-dashboard=false "
                    "--disable-usage-stats >/dev/null 2>&1; pgrep -x gcs_server", timeout=180)
@@ -230,5 +231,5 @@ def test_stop_spares_another_ray_on_the_same_host(netns_cluster, running):
             if host is not neighbour:
                 assert ray_processes(netns_cluster, host) == []
     finally:
-        netns_cluster.ssh(neighbour, "/root/ray/venv/bin/ray stop --force >/dev/null 2>&1")
+        netns_cluster.ssh(neighbour, f"{node_path('venv/bin/ray')} stop --force >/dev/null 2>&1")
     assert ray_processes(netns_cluster, neighbour) == []

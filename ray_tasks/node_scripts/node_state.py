@@ -12,6 +12,7 @@ spawns inherits it. Nothing else on the machine is touched (unlike `ray stop`).
 """
 
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -21,6 +22,13 @@ import sys
 import time
 
 MARKER = "RAY_TASKS_HOME"
+# What ray-tasks owns under the installation directory (the same names as ray_commands.py).
+STATE_DIR = ".ray-tasks"
+OWNER_FILE = "owner"
+SETUP_ENV = "setup-env.sh"
+SETUP_ENV_RECORD = "setup-env.sha256"
+REQUIREMENTS_RECORD = ".requirements"
+WRITTEN_BY = b"# Written by ray-tasks"
 AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 EXIT_BUSY = 3
 STOP_ROUNDS = 3
@@ -133,22 +141,94 @@ def addresses(head, port):
     return found
 
 
+def file_digest(path):
+    """The sha256 of a regular file's bytes (not following a symlink), or None."""
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (OSError, ValueError):
+        return None
+
+
+def state_owner(state):
+    """"ours" when ray-tasks made ``state`` (its owner file is there), "absent", or
+    "foreign" (something else holds the name)."""
+    if not os.path.lexists(state):
+        return "absent"
+    owned = os.path.isdir(state) and os.path.isfile(os.path.join(state, OWNER_FILE))
+    return "ours" if owned else "foreign"
+
+
+def setup_env_owner(home, state):
+    """Whose setup-env.sh is there: "absent"; "ours" (ray-tasks recorded its sha256);
+    "legacy" (written by an earlier ray-tasks, which kept no record: its first line says so);
+    else "foreign" (the user's, or one of ours the user changed)."""
+    path = os.path.join(home, SETUP_ENV)
+    if not os.path.lexists(path):
+        return "absent"
+    found = file_digest(path)
+    record = read_text(os.path.join(state, SETUP_ENV_RECORD))
+    if found and record is not None:
+        return "ours" if found in record.split() else "foreign"
+    if found and state_owner(state) != "foreign":
+        with open(path, "rb") as handle:
+            if handle.readline().startswith(WRITTEN_BY):
+                return "legacy"
+    return "foreign"
+
+
+def entries(folder):
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
+def ownership(home):
+    """The probe's answer about what ray-tasks owns here (see ray_commands.py)."""
+    state = os.path.join(home, STATE_DIR)
+    owner = state_owner(state)
+    ours = owner == "ours"
+    requirements = os.path.join(state, "worker_code", "requirements.txt")
+    worker_requirements = file_digest(requirements) if ours else None
+    return {
+        "state_dir": owner,
+        "setup_env": setup_env_owner(home, state),
+        "setup_env_sha256": file_digest(os.path.join(home, SETUP_ENV)),
+        "venvs": entries(os.path.join(state, "venvs")) if ours else [],
+        "codes": entries(os.path.join(state, "code")) if ours else [],
+        "worker_requirements": worker_requirements[:16] if worker_requirements else None,
+    }
+
+
 def probe(home, port, head=""):
     """Everything a task needs to know about this node, as one JSON object."""
-    venv = os.path.join(home, "venv")
+    state = os.path.join(home, STATE_DIR)
+    venv = os.path.join(state, "venv")
     target = os.path.realpath(venv) if os.path.islink(venv) else None
     complete = bool(target) and os.path.exists(os.path.join(target, ".complete"))
     processes = cluster_processes(home)
     titles = [title for _, _, title in processes]
     comms = [comm for _, comm, _ in processes]
     workers = [title for title in titles if is_worker(title)]
-    code = os.path.join(home, "worker_code")
+    code = os.path.join(state, "worker_code")
     try:
-        with open(os.path.join(home, "cluster.json")) as handle:
+        with open(os.path.join(state, "cluster.json")) as handle:
             cluster = json.load(handle)
     except (OSError, ValueError):
         cluster = None
     libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else ""
+    requirements = read_text(os.path.join(target, REQUIREMENTS_RECORD)) if complete else None
     return {
         "hostname": socket.gethostname(),
         "home": home,
@@ -159,6 +239,8 @@ def probe(home, port, head=""):
         "glibc": libc.split()[-1] if libc.startswith("glibc") else "",
         "ray": ray_version(target) if complete else None,
         "venv": target if complete else None,
+        "venv_name": os.path.basename(os.readlink(venv)) if complete else None,
+        "requirements": requirements.strip() if requirements else None,
         "worker_code": os.path.basename(os.path.realpath(code)) if os.path.islink(code) else None,
         "cluster": cluster,
         "raylet": "raylet" in comms,
@@ -170,6 +252,7 @@ def probe(home, port, head=""):
         "disk_free": free_bytes(home),
         "shm_free": free_bytes("/dev/shm") if os.path.isdir("/dev/shm") else 0,
         "address": addresses(head, port),
+        **ownership(home),
     }
 
 

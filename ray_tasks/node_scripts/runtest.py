@@ -1,6 +1,6 @@
 """Node self-test: Ray imports at the expected version and a throwaway local Ray works.
 
-    <installation_directory>/venv/bin/python runtest.py [EXPECTED_VERSION]
+    <installation_directory>/.ray-tasks/venv/bin/python runtest.py [EXPECTED_VERSION]
 
 The throwaway Ray lives in a private temporary directory with its own ports, so a cluster
 already running on this node is neither joined nor disturbed. Prints one line per check;

@@ -2,7 +2,7 @@
 
 from invoke import task
 
-from .. import config, installing, report
+from .. import config, installing, ownership, report
 from ..runner import StepError
 from ..verify import cluster_test, run_selftest
 from .lifecycle import start_cluster, stop_cluster
@@ -45,11 +45,11 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
             hosts=None, key_file=None, username=None, installation_directory=None):
     """Install Ray on every node in its own venv, then run the node self-test.
 
-    Idempotent: a node already at the version says "up to date" and is left alone. Every
-    node's Python must match the head's (Ray refuses a node whose Python differs): the head
-    is probed for it even when --hosts leaves it out, and then left alone. Where a
-    Python lacks venv support, its OS package is installed as root (apt-get; through sudo
-    when the SSH user is not root)."""
+    Idempotent: a node whose venv already holds that release with the configured extras
+    says "up to date" and is left alone. Every node's Python must match the head's (Ray
+    refuses a node whose Python differs): the head is probed for it even when --hosts leaves
+    it out, and then left alone. Where a Python lacks venv support, its OS package is
+    installed as root (apt-get; through sudo when the SSH user is not root)."""
     sudo_password = ask_sudo_password() if prompt_for_sudo_password else None
     cluster = Cluster(c, with_head=True, version=version, wheelhouse=wheelhouse or None,
                       **common(nodes, hosts, key_file, username, installation_directory))
@@ -57,18 +57,19 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
     with cluster.runner as runner:
         cluster.stop_here("install")
         installing.check_pythons(runner, cluster.head)
+        ownership.check(runner, cluster.selected_hosts())
         installing.check_home_length(runner)
         if not cluster.head_selected():
             runner.outcomes[str(cluster.head.node)].message = "head: its Python checked only"
         for host in cluster.selected_hosts():
-            if host.facts["raylet"] and host.facts["ray"] != settings.version:
+            if host.facts["raylet"] and not installing.up_to_date(host, settings):
                 running = host.facts["ray"] or "(of an incomplete installation)"
                 runner.fail(host, f"Ray {running} is running here: inv stop first, or use inv "
                             f"update --version={settings.version} to move a running cluster")
         needed = [host for host in cluster.selected_hosts()
-                  if host.facts["ray"] != settings.version]
+                  if not installing.up_to_date(host, settings)]
         installing.check_disk(runner, needed)
-        cluster.stop_here("install")
+        ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "install")
         for host in cluster.selected_hosts():
             if host not in needed:
                 report.host_line(host.node, f"up to date (ray {settings.version})")
@@ -132,7 +133,7 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
         version = c.config.ray.version = update_target(cluster, version)
         runner.settings = cluster.settings
         hosts = runner.ready
-        if all(host.facts["ray"] == version for host in hosts):
+        if all(installing.up_to_date(host, cluster.settings) for host in hosts):
             for host in hosts:
                 runner.outcomes[str(host.node)].message = f"up to date (ray {version})"
             report.say(f"update: every node already runs ray {version}; nothing to do")
@@ -140,9 +141,10 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             return
         restart = restart_settings(cluster)
         running = [host for host in hosts if host.facts["raylet"]]
-        needed = [host for host in hosts if host.facts["ray"] != version]
+        needed = [host for host in hosts if not installing.up_to_date(host, cluster.settings)]
         installing.check_disk(runner, needed)
-        cluster.stop_here("update")
+        ownership.check(runner, hosts)
+        ownership.claim_after_preflight(cluster, hosts, "update")
         if len(prepare_venvs(cluster, needed)) < len(needed):
             report.say("update: not every node could build the new venv; nothing was switched")
             runner.finish("update")

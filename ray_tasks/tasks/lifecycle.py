@@ -4,7 +4,7 @@ import concurrent.futures
 
 from invoke import task
 
-from .. import config, installing, ray_nodes, report, shell, worker_code
+from .. import config, installing, ownership, ray_nodes, report, shell, worker_code
 from ..runner import StepError
 from .options import COMMON_HELP, Cluster, common, user_errors
 
@@ -201,8 +201,9 @@ def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file
         cluster.stop_here("start")
         with user_errors():
             cluster.settings = joining_settings(cluster)
+        ownership.check(runner, cluster.selected_hosts())
         check_ready_to_start(cluster)
-        cluster.stop_here("start")
+        ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "start")
         view = start_cluster(cluster, cluster.settings, bundle)
         print_cluster(cluster, view)
         runner.finish("start")
@@ -239,6 +240,7 @@ def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=Non
             num_workers = config.whole_number("num_workers", num_workers)
     with cluster.runner as runner:
         cluster.stop_here("restart-workers")
+        ownership.check(runner, cluster.selected_hosts())
         head = cluster.head
         if not head.facts["gcs"]:
             runner.fail(head, "the cluster is not running: use inv start")
@@ -246,7 +248,7 @@ def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=Non
             if host.facts["busy"] and not force:
                 runner.fail(host, f"tasks are running ({', '.join(host.facts['busy'])}): wait "
                             "for them, or use --force")
-        cluster.stop_here("restart-workers")
+        ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "restart-workers")
         targets = sync_code(cluster, bundle, cluster.selected_hosts())
         record = head.facts["cluster"] or {}
         if num_workers and num_workers != record.get("num_workers"):
