@@ -1,5 +1,6 @@
 """Tasks that look at the cluster: test and status."""
 
+import contextlib
 import posixpath
 import signal
 import socket
@@ -7,6 +8,7 @@ import threading
 import time
 
 from invoke import task
+from invoke.exceptions import ThreadException
 
 from .. import report, shell
 from ..verify import cluster_test, run_selftest
@@ -122,8 +124,11 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
         if cluster.local:
             report.say(f"dashboard: {url}")
             return
-        with head.connection.forward_local(local_port, remote_port=DASHBOARD_PORT,
-                                           remote_host="127.0.0.1", local_host="127.0.0.1"):
+        # A browser that drops a connection mid-page makes the tunnel's thread end with
+        # ConnectionResetError, which Fabric raises when the tunnel closes: not a failure.
+        with contextlib.suppress(ThreadException), head.connection.forward_local(
+                local_port, remote_port=DASHBOARD_PORT, remote_host="127.0.0.1",
+                local_host="127.0.0.1"):
             wait_listening(local_port)
             report.say(f"dashboard of {head.node}: {url}  (Ctrl-C closes the tunnel)")
             signal.signal(signal.SIGINT, signal.default_int_handler)
