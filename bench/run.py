@@ -4,8 +4,8 @@ Run as root from the repository:  python bench/run.py [--runs 3] [--nodes 1,2,4,
 (an empty list, e.g. --fanout=, leaves that measurement out)
 
 It builds its own namespaced hosts (tests/netns_cluster.py), measures each tool in the same
-run (medians of --runs), writes results/<time>.md and a plot, and removes its hosts.
-Times are wall-clock seconds of whole commands, as an operator would see them.
+run (medians of --runs), writes results/<time>.md and a plot (bench/report.py), and removes
+its hosts. Times are wall-clock seconds of whole commands, as an operator would see them.
 """
 
 import argparse
@@ -14,8 +14,6 @@ import getpass
 import hashlib
 import json
 import os
-import platform
-import resource
 import shlex
 import shutil
 import statistics
@@ -28,38 +26,43 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, REPO)
 
+import report  # noqa: E402
+from as_user import WHEEL_CACHE, inv_command, run_inv, user_env  # noqa: E402
+from host_state import HOME, ray_processes  # noqa: E402
 from netns_cluster import NetnsCluster  # noqa: E402
 
 from ray_tasks import config, ray_commands  # noqa: E402
 
-WHEELS = os.environ.get("RAY_TASKS_TEST_WHEELS", "/var/tmp/ray-tasks-test-wheels")
-HOME = "/root/ray"
 VENV_BIN = ray_commands.venv_link(HOME) + "/bin"
+SETTINGS = config.from_mapping({"object_store_memory": "80M", "num_workers": 1})
+
+
+def finished(result, check):
+    """(seconds, result) of a finished command; raises if it failed and ``check``."""
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(result.args)} failed:\n{result.output}")
+    return result.seconds, result
 
 
 def run(command, env=None, check=True):
-    """Run a command; return (seconds, CompletedProcess)."""
-    started = time.monotonic()
-    result = subprocess.run(command, env=env, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL)
-    seconds = time.monotonic() - started
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
-    return seconds, result
+    """Run a command to its end; return (seconds, CompletedProcess)."""
+    return finished(run_inv(command=command, env=env, timeout=None), check)
 
 
 def inv(env, *args, check=True):
-    return run([sys.executable, "-m", "invoke", "--search-root", REPO, *args], env, check)
-
-
-def ssh_command(cluster, host, command):
-    return ["ssh", "-i", cluster.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", f"UserKnownHostsFile={cluster.base}/bench_known_hosts", "-o", "LogLevel=ERROR",
-            f"root@{host.ip}", command]
+    return run(inv_command(*args), env, check)
 
 
 def ssh(cluster, host, command, check=True):
-    return run(ssh_command(cluster, host, command), check=check)
+    return run(cluster.ssh_args(host, command), check=check)
+
+
+def serial_ssh(cluster, commands):
+    """Seconds to run each (host, command) of ``commands`` over ssh, one after another."""
+    started = time.monotonic()
+    for host, command in commands:
+        ssh(cluster, host, command)
+    return time.monotonic() - started
 
 
 def install_all(env):
@@ -72,135 +75,130 @@ def median(samples):
     return statistics.median(samples)
 
 
+def medians(samples):
+    """{key: median} over ``samples``, a list of {key: number} of one run each."""
+    return {key: median([sample[key] for sample in samples]) for key in samples[0]}
+
+
 def environment(cluster, hosts, name):
-    nodes = os.path.join(cluster.base, f"nodes-{name}.txt")
-    with open(nodes, "w") as handle:
-        handle.write("".join(f"{host.ip}\n" for host in hosts))
-    env = dict(os.environ)
-    env.update({
-        "INVOKE_RAY_NODES": nodes, "INVOKE_RAY_KEY_FILE": cluster.key,
-        "INVOKE_RAY_USERNAME": "root", "INVOKE_RAY_PYTHON": "/usr/bin/python3",
-        "INVOKE_RAY_KNOWN_HOSTS": cluster.known_hosts,
-        "INVOKE_RAY_AUTH_TOKEN_FILE": os.path.join(cluster.base, "auth_token"),
-        "INVOKE_RAY_WHEELHOUSE": "1", "INVOKE_RAY_WHEEL_CACHE": WHEELS,
-        "INVOKE_RAY_OBJECT_STORE_MEMORY": "80M", "INVOKE_RAY_NUM_WORKERS": "1",
-        "INVOKE_RAY_PARALLEL": "32",
-    })
-    return env
+    """The user environment of ``hosts`` (nodes-NAME.txt), with the benchmark's sizes."""
+    return dict(user_env(cluster, [host.ip for host in hosts], f"nodes-{name}.txt"),
+                INVOKE_RAY_OBJECT_STORE_MEMORY="80M", INVOKE_RAY_NUM_WORKERS="1",
+                INVOKE_RAY_PARALLEL="32")
 
 
 def fanout(counts, runs):
     """`inv exec true` against pdsh and a serial ssh loop, sshd-only hosts."""
-    rows = []
-    cluster = NetnsCluster(max(counts)).start()
-    try:
-        for count in counts:
-            hosts = cluster.hosts[:count]
-            env = environment(cluster, hosts, f"fanout{count}")
-            inv(env, "exec", "true")  # records host keys
-            ours, peaks = [], []
-            for _ in range(runs):
-                seconds, result = run(["/usr/bin/time", "-f", "%M", sys.executable, "-m",
-                                       "invoke", "--search-root", REPO, "exec", "true"], env)
-                ours.append(seconds)
-                peaks.append(int(result.stderr.strip().splitlines()[-1]) / 1024)
-            pdsh_env = dict(os.environ, PDSH_SSH_ARGS_APPEND=(
-                f"-i {cluster.key} -o BatchMode=yes -o StrictHostKeyChecking=no "
-                f"-o UserKnownHostsFile={cluster.base}/bench_known_hosts -o LogLevel=ERROR"))
-            pdsh = [run(["pdsh", "-R", "ssh", "-f", "32", "-l", "root", "-w",
-                         ",".join(h.ip for h in hosts), "true"], pdsh_env)[0]
-                    for _ in range(runs)] if shutil.which("pdsh") else []
-            serial = []
-            for _ in range(runs):
-                started = time.monotonic()
-                for host in hosts:
-                    ssh(cluster, host, "true")
-                serial.append(time.monotonic() - started)
-            rows.append({"hosts": count, "ray-tasks": median(ours),
-                         "pdsh -f 32": median(pdsh) if pdsh else None,
-                         "serial ssh": median(serial), "controller MiB": max(peaks)})
-            print(f"fan-out {count}: {rows[-1]}", flush=True)
-    finally:
-        cluster.close()
-    return rows
+    with NetnsCluster(max(counts)) as cluster:
+        return [fanout_row(cluster, cluster.hosts[:count], runs) for count in counts]
 
 
-def start_command(settings, host, head=None):
-    address = f"{head.ip}:{settings.port}" if head else None
-    return ray_commands.ray_start(settings, HOME, host.ip, settings.num_workers,
+def pdsh_true(cluster, hosts):
+    """Seconds of `pdsh -R ssh -f 32 ... true` on ``hosts``, with the hosts' ssh options."""
+    env = dict(os.environ, PDSH_SSH_ARGS_APPEND=" ".join(cluster.ssh_options()))
+    return run(["pdsh", "-R", "ssh", "-f", "32", "-l", "root", "-w",
+                ",".join(host.ip for host in hosts), "true"], env)[0]
+
+
+def fanout_row(cluster, hosts, runs):
+    env = environment(cluster, hosts, f"fanout{len(hosts)}")
+    inv(env, "exec", "true")  # records host keys
+    ours = [run(["/usr/bin/time", "-f", "%M", *inv_command("exec", "true")], env)
+            for _ in range(runs)]
+    peaks = [int(result.stderr.strip().splitlines()[-1]) / 1024 for _, result in ours]
+    pdsh = [pdsh_true(cluster, hosts) for _ in range(runs)] if shutil.which("pdsh") else []
+    serial = [serial_ssh(cluster, [(host, "true") for host in hosts]) for _ in range(runs)]
+    row = {"hosts": len(hosts), "ray-tasks": median([seconds for seconds, _ in ours]),
+           "pdsh -f 32": median(pdsh) if pdsh else None,
+           "serial ssh": median(serial), "controller MiB": max(peaks)}
+    print(f"fan-out {len(hosts)}: {row}", flush=True)
+    return row
+
+
+def start_command(host, head=None):
+    address = f"{head.ip}:{SETTINGS.port}" if head else None
+    return ray_commands.ray_start(SETTINGS, HOME, host.ip, SETTINGS.num_workers,
                                   head_address=address, timeout=120)
 
 
 def lifecycle(counts, runs):
     """start/stop against Ray's floor and a serial ssh loop; restart-workers and update."""
-    rows, extra = [], {}
-    cluster = NetnsCluster(max(counts)).start()
-    settings = config.from_mapping({"object_store_memory": "80M", "num_workers": 1})
-    try:
+    with NetnsCluster(max(counts)) as cluster:
         every = environment(cluster, cluster.hosts, "all")
         install_all(every)
         inv(every, "start", f"--worker-dir={os.path.join(REPO, 'example_ray_code')}")
         inv(every, "stop")
-        for count in counts:
-            hosts = cluster.hosts[:count]
-            env = environment(cluster, hosts, f"n{count}")
-            head, workers = hosts[0], hosts[1:]
-            starts, stops, again, floors, serial_starts, serial_stops = [], [], [], [], [], []
-            parallel_starts = []
-            for _ in range(runs):
-                starts.append(inv(env, "start")[0])
-                again.append(inv(env, "start")[0])
-                stops.append(inv(env, "stop")[0])
+        rows = [lifecycle_row(cluster, cluster.hosts[:count], runs) for count in counts]
+        return rows, restart_and_update(cluster, runs)
 
-                head_seconds = ssh(cluster, head, start_command(settings, head))[0]
-                slowest = 0.0
-                for worker in workers:
-                    slowest = max(slowest, ssh(cluster, worker,
-                                               start_command(settings, worker, head))[0])
-                    inv(env, "stop", f"--hosts={worker.ip}")
-                floors.append(head_seconds + slowest)
-                inv(env, "stop")
 
-                started = time.monotonic()
-                ssh(cluster, head, start_command(settings, head))
-                joins = [subprocess.Popen(ssh_command(cluster, worker,
-                                                      start_command(settings, worker, head)),
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL) for worker in workers]
-                if any(join.wait() for join in joins):
-                    raise RuntimeError("a join over parallel ssh failed")
-                parallel_starts.append(time.monotonic() - started)
-                inv(env, "stop")
+def lifecycle_row(cluster, hosts, runs):
+    env = environment(cluster, hosts, f"n{len(hosts)}")
+    seconds = medians([lifecycle_run(cluster, env, hosts) for _ in range(runs)])
+    row = {"hosts": len(hosts), "inv start": seconds["start"],
+           "floor (head + slowest join)": seconds["floor"],
+           "serial ssh start": seconds["serial start"],
+           "start / floor": seconds["start"] / seconds["floor"],
+           "parallel ssh start": seconds["parallel start"],
+           "start / parallel ssh": seconds["start"] / seconds["parallel start"],
+           "2nd start (running)": seconds["again"], "inv stop": seconds["stop"],
+           "serial ssh stop": seconds["serial stop"]}
+    print(f"lifecycle {len(hosts)}: {row}", flush=True)
+    return row
 
-                started = time.monotonic()
-                for index, host in enumerate(hosts):
-                    ssh(cluster, host, start_command(settings, host, head if index else None))
-                serial_starts.append(time.monotonic() - started)
-                started = time.monotonic()
-                for host in list(reversed(hosts)):
-                    ssh(cluster, host, f"{VENV_BIN}/ray stop")
-                serial_stops.append(time.monotonic() - started)
-            rows.append({"hosts": count, "inv start": median(starts),
-                         "floor (head + slowest join)": median(floors),
-                         "serial ssh start": median(serial_starts),
-                         "start / floor": median(starts) / median(floors),
-                         "parallel ssh start": median(parallel_starts),
-                         "start / parallel ssh": median(starts) / median(parallel_starts),
-                         "2nd start (running)": median(again), "inv stop": median(stops),
-                         "serial ssh stop": median(serial_stops)})
-            print(f"lifecycle {count}: {rows[-1]}", flush=True)
-        three = environment(cluster, cluster.hosts[:3], "three")
-        inv(three, "start")
-        extra["restart-workers (N=3)"] = median(
-            [inv(three, "restart-workers")[0] for _ in range(runs)])
-        extra["update to 2.59.0 (builds the venvs), N=3"] = inv(
-            three, "update", "--version=2.59.0")[0]
-        extra["update back to 2.60.0 (venvs kept), N=3"] = inv(
-            three, "update", "--version=2.60.0")[0]
-        inv(three, "stop")
-    finally:
-        cluster.close()
-    return rows, extra
+
+def lifecycle_run(cluster, env, hosts):
+    """One run of every start and stop on ``hosts``: {what: seconds}."""
+    head = hosts[0]
+    seconds = {"start": inv(env, "start")[0], "again": inv(env, "start")[0],
+               "stop": inv(env, "stop")[0]}
+    seconds["floor"] = floor(cluster, env, head, hosts[1:])
+    inv(env, "stop")
+    seconds["parallel start"] = parallel_start(cluster, head, hosts[1:])
+    inv(env, "stop")
+    seconds["serial start"] = serial_ssh(cluster, [
+        (host, start_command(host, head if index else None))
+        for index, host in enumerate(hosts)])
+    seconds["serial stop"] = serial_ssh(cluster, [(host, f"{VENV_BIN}/ray stop")
+                                                  for host in reversed(hosts)])
+    return seconds
+
+
+def floor(cluster, env, head, workers):
+    """What Ray itself costs: the head's `ray start` plus the slowest single join, each timed
+    alone over ssh (each join is stopped before the next)."""
+    head_seconds = ssh(cluster, head, start_command(head))[0]
+    slowest = 0.0
+    for worker in workers:
+        slowest = max(slowest, ssh(cluster, worker, start_command(worker, head))[0])
+        inv(env, "stop", f"--hosts={worker.ip}")
+    return head_seconds + slowest
+
+
+def parallel_start(cluster, head, workers):
+    """Seconds of the head's `ray start` over ssh, then every join at once."""
+    started = time.monotonic()
+    ssh(cluster, head, start_command(head))
+    joins = [subprocess.Popen(cluster.ssh_args(worker, start_command(worker, head)),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for worker in workers]
+    if any(join.wait() for join in joins):
+        raise RuntimeError("a join over parallel ssh failed")
+    return time.monotonic() - started
+
+
+def restart_and_update(cluster, runs):
+    """`inv restart-workers` and `inv update` to 2.59.0 and back, on the first 3 hosts."""
+    three = environment(cluster, cluster.hosts[:3], "three")
+    inv(three, "start")
+    extra = {"restart-workers (N=3)": median(
+        [inv(three, "restart-workers")[0] for _ in range(runs)])}
+    extra["update to 2.59.0 (builds the venvs), N=3"] = inv(
+        three, "update", "--version=2.59.0")[0]
+    extra["update back to 2.60.0 (venvs kept), N=3"] = inv(
+        three, "update", "--version=2.60.0")[0]
+    inv(three, "stop")
+    return extra
 
 
 def tree_bytes(path):
@@ -214,6 +212,11 @@ def interface_bytes(name, direction):
         return int(handle.read())
 
 
+def received(link):
+    """Bytes received so far over ``link`` (0 without one)."""
+    return interface_bytes(link, "rx") if link else 0
+
+
 def uplink():
     """The interface of this machine's default route (where the package index is reached)."""
     route = subprocess.run(["ip", "route", "show", "default"], capture_output=True,
@@ -224,38 +227,40 @@ def uplink():
 def installs(counts, runs):
     """`inv install` with the wheelhouse on fresh hosts: what is fetched once, what is pushed
     to each host, the time, and a second install (nothing to do)."""
-    rows = []
-    cluster = NetnsCluster(max(counts)).start()
-    link = uplink()
-    try:
-        for count in counts:
-            env = environment(cluster, cluster.hosts[:count], f"install{count}")
-            fetched, network, pushed, firsts, seconds = [], [], [], [], []
-            for attempt in range(runs):
-                cache = os.path.join(cluster.base, f"wheels-{count}-{attempt}")
-                env["INVOKE_RAY_WHEEL_CACHE"] = cache
-                for host in cluster.hosts[:count]:
-                    ssh(cluster, host, f"rm -rf {HOME}")
-                before = (interface_bytes(link, "rx") if link else 0,
-                          interface_bytes(cluster.bridge, "tx"))
-                firsts.append(inv(env, "install")[0])
-                network.append((interface_bytes(link, "rx") if link else 0) - before[0])
-                pushed.append(interface_bytes(cluster.bridge, "tx") - before[1])
-                fetched.append(tree_bytes(cache))
-                seconds.append(inv(env, "install")[0])
-                shutil.rmtree(cache)
-            rows.append({"hosts": count, "fetched once MiB": median(fetched) / 2**20,
-                         f"network in ({link}) MiB": median(network) / 2**20,
-                         "to the hosts MiB": median(pushed) / 2**20,
-                         "inv install": median(firsts), "2nd install": median(seconds)})
-            print(f"install {count}: {rows[-1]}", flush=True)
-    finally:
-        cluster.close()
-    return rows
+    with NetnsCluster(max(counts)) as cluster:
+        link = uplink()
+        return [install_row(cluster, cluster.hosts[:count], link, runs) for count in counts]
+
+
+def install_row(cluster, hosts, link, runs):
+    env = environment(cluster, hosts, f"install{len(hosts)}")
+    measured = medians([install_run(cluster, env, hosts, link,
+                                    f"wheels-{len(hosts)}-{attempt}") for attempt in range(runs)])
+    row = {"hosts": len(hosts), "fetched once MiB": measured["fetched"] / 2**20,
+           f"network in ({link}) MiB": measured["network"] / 2**20,
+           "to the hosts MiB": measured["pushed"] / 2**20,
+           "inv install": measured["first"], "2nd install": measured["second"]}
+    print(f"install {len(hosts)}: {row}", flush=True)
+    return row
+
+
+def install_run(cluster, env, hosts, link, cache_name):
+    """One install on fresh ``hosts`` with an empty wheel cache, and a second one."""
+    cache = os.path.join(cluster.base, cache_name)
+    env = dict(env, INVOKE_RAY_WHEEL_CACHE=cache)
+    for host in hosts:
+        ssh(cluster, host, f"rm -rf {HOME}")
+    network, pushed = received(link), interface_bytes(cluster.bridge, "tx")
+    sample = {"first": inv(env, "install")[0]}
+    sample["network"] = received(link) - network
+    sample["pushed"] = interface_bytes(cluster.bridge, "tx") - pushed
+    sample["fetched"] = tree_bytes(cache)
+    sample["second"] = inv(env, "install")[0]
+    shutil.rmtree(cache)
+    return sample
 
 
 RAY_UP_VERSION = "2.60.0"
-RAY_PROCESSES = "[r]aylet|[g]cs_server|[r]ay::|[r]ay-tasks/venv"
 
 
 def launcher(cluster):
@@ -263,9 +268,9 @@ def launcher(cluster):
     cached; returns the environment that runs it with its state kept under the cluster."""
     venv = os.path.join(cluster.base, "launcher")
     run([sys.executable, "-m", "venv", venv])
-    cached = [os.path.join(WHEELS, name) for name in sorted(os.listdir(WHEELS))
-              if name.startswith(f"ray[default]=={RAY_UP_VERSION}-")] if os.path.isdir(WHEELS) \
-        else []
+    cached = [os.path.join(WHEEL_CACHE, name) for name in sorted(os.listdir(WHEEL_CACHE))
+              if name.startswith(f"ray[default]=={RAY_UP_VERSION}-")] \
+        if os.path.isdir(WHEEL_CACHE) else []
     source = ["--no-index", "--find-links", cached[0]] if cached else []
     run([os.path.join(venv, "bin", "pip"), "install", "-q", *source,
          f"ray[default]=={RAY_UP_VERSION}"])
@@ -312,165 +317,94 @@ def ray_up_config(cluster, hosts, path):
         json.dump(config, handle, indent=2)
 
 
-WAIT_ALIVE = """
-import socket, sys, time
-from ray._raylet import GcsClient
-address, count, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
-while time.monotonic() < deadline:
-    try:
-        socket.create_connection((address.split(":")[0], 6379), timeout=1).close()
-        break
-    except OSError:
-        time.sleep(0.2)
-client = GcsClient(address=address)
-while time.monotonic() < deadline:
-    nodes = client.get_all_node_info(timeout=10).values()
-    if sum(node.state == node.ALIVE for node in nodes) >= count:
-        sys.exit(0)
-    time.sleep(0.2)
-sys.exit(1)
-"""
+def wait_alive(hosts, timeout=300):
+    """The command, for the head, that waits until every one of ``hosts`` is an alive node
+    of the cluster `ray up` started: ray-tasks' own cluster_check.py (`inv install` put it
+    there) asking the GCS at the head's port 6379."""
+    return shlex.join(["env", f"RAY_ADDRESS={hosts[0].ip}:6379", f"{VENV_BIN}/python",
+                       ray_commands.state_path(HOME, "cluster_check.py"), "wait",
+                       ",".join(host.ip for host in hosts), str(timeout)])
 
 
 def ray_processes_left(cluster, hosts):
     """How many Ray processes run on each of ``hosts`` (seen inside the host)."""
-    return [int(ssh(cluster, host, f"pgrep -c -f '{RAY_PROCESSES}'", check=False)[1].stdout
-                or 0) for host in hosts]
+    return [len(ray_processes(cluster, host)) for host in hosts]
 
 
 def ray_up(counts, runs, linger_limit=30):
     """`ray up -y` until every host is alive in the cluster, and `ray down -y` with how long
     Ray processes linger on the hosts after it returns."""
-    rows = []
-    cluster = NetnsCluster(max(counts)).start()
-    try:
+    with NetnsCluster(max(counts)) as cluster:
         install_all(environment(cluster, cluster.hosts, "rayup"))
         env = launcher(cluster)
-        for count in counts:
-            hosts = cluster.hosts[:count]
-            config = os.path.join(cluster.base, f"ray-up-{count}.json")
-            ray_up_config(cluster, hosts, config)
-            ups, downs, lingers = [], [], []
-            for _ in range(runs):
-                started = time.monotonic()
-                run(["ray", "up", "-y", "--no-config-cache", config], env)
-                run(ssh_command(cluster, hosts[0], shlex.join(
-                    [f"{VENV_BIN}/python", "-c", WAIT_ALIVE, f"{hosts[0].ip}:6379",
-                     str(count), "300"])))
-                ups.append(time.monotonic() - started)
-                down = run(["ray", "down", "-y", config], env)[0]
-                downs.append(down)
-                returned = time.monotonic()
-                while any(ray_processes_left(cluster, hosts)) \
-                        and time.monotonic() - returned < linger_limit:
-                    time.sleep(0.5)
-                left = sum(ray_processes_left(cluster, hosts))
-                lingers.append(time.monotonic() - returned if not left else float("inf"))
-                for host in hosts:
-                    ssh(cluster, host, f"{VENV_BIN}/ray stop --force; "
-                                       "rm -f /tmp/ray/cluster-*.state", check=False)
-                shutil.rmtree(os.path.join(env["TMPDIR"], "ray"), ignore_errors=True)
-            linger = median(lingers)
-            rows.append({"hosts": count, "ray up (all alive)": median(ups),
-                         "ray down": median(downs),
-                         "processes linger after ray down": f"{linger:.1f}"
-                         if linger != float("inf") else f"> {linger_limit} s"})
-            print(f"ray up {count}: {rows[-1]}", flush=True)
-    finally:
-        for count in counts:
-            shutil.rmtree(launcher_sockets(launcher_name(cluster, cluster.hosts[:count])),
-                          ignore_errors=True)
-        cluster.close()
-    return rows
+        return [ray_up_row(cluster, env, cluster.hosts[:count], runs, linger_limit)
+                for count in counts]
 
 
-def markdown(title, rows):
-    headers = list(rows[0])
-    lines = [f"### {title}", "", "| " + " | ".join(headers) + " |",
-             "|" + "---|" * len(headers)]
-    for row in rows:
-        cells = [f"{value:.2f}" if isinstance(value, float) else str(value)
-                 if value is not None else "-" for value in row.values()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot(path, fan_rows, life_rows, up_rows):
+def ray_up_row(cluster, env, hosts, runs, linger_limit):
+    config = os.path.join(cluster.base, f"ray-up-{len(hosts)}.json")
+    ray_up_config(cluster, hosts, config)
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    panels = ((axes[0], "cluster start and stop", life_rows + up_rows),
-              (axes[1], "exec true (fan-out)", fan_rows))
-    for axis, title, rows in panels:
-        keys = dict.fromkeys(key for row in rows for key in row
-                             if key != "hosts" and "/" not in key and "MiB" not in key
-                             and "2nd" not in key)
-        for key in keys:
-            points = [(row["hosts"], row[key]) for row in rows
-                      if isinstance(row.get(key), float)]
-            if points:
-                axis.plot(*zip(*points), marker="o", label=key)
-        axis.set_xlabel("hosts")
-        axis.set_ylabel("seconds")
-        axis.set_title(title)
-        if axis.lines:
-            axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    return True
+        seconds = medians([ray_up_run(cluster, env, hosts, config, linger_limit)
+                           for _ in range(runs)])
+    finally:
+        shutil.rmtree(launcher_sockets(launcher_name(cluster, hosts)), ignore_errors=True)
+    linger = seconds["linger"]
+    row = {"hosts": len(hosts), "ray up (all alive)": seconds["up"], "ray down": seconds["down"],
+           "processes linger after ray down": f"{linger:.1f}"
+           if linger != float("inf") else f"> {linger_limit} s"}
+    print(f"ray up {len(hosts)}: {row}", flush=True)
+    return row
 
 
-def main():
+def ray_up_run(cluster, env, hosts, config, linger_limit):
+    """One `ray up` until all alive and `ray down`, then Ray cleared off ``hosts``."""
+    started = time.monotonic()
+    run(["ray", "up", "-y", "--no-config-cache", config], env)
+    ssh(cluster, hosts[0], wait_alive(hosts))
+    sample = {"up": time.monotonic() - started}
+    sample["down"] = run(["ray", "down", "-y", config], env)[0]
+    sample["linger"] = linger(cluster, hosts, linger_limit)
+    for host in hosts:
+        ssh(cluster, host, f"{VENV_BIN}/ray stop --force; rm -f /tmp/ray/cluster-*.state",
+            check=False)
+    shutil.rmtree(os.path.join(env["TMPDIR"], "ray"), ignore_errors=True)
+    return sample
+
+
+def linger(cluster, hosts, limit):
+    """Seconds until no Ray process is left on ``hosts`` (infinite if some still are after
+    ``limit``)."""
+    returned = time.monotonic()
+    while any(ray_processes_left(cluster, hosts)) and time.monotonic() - returned < limit:
+        time.sleep(0.5)
+    left = sum(ray_processes_left(cluster, hosts))
+    return time.monotonic() - returned if not left else float("inf")
+
+
+def arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--fanout", default="8,32,64", help="host counts for exec true")
     parser.add_argument("--nodes", default="1,2,4,8", help="host counts for start and stop")
     parser.add_argument("--installs", default="1,3", help="host counts for install")
     parser.add_argument("--rayup", default="2,4", help="host counts for ray up and ray down")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main():
+    args = arguments()
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark builds namespaced hosts")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    results = os.path.join(HERE, "results")
-    os.makedirs(results, exist_ok=True)
     counts = {name: [int(n) for n in getattr(args, name).split(",") if n]
               for name in ("fanout", "nodes", "installs", "rayup")}
     fan_rows = fanout(counts["fanout"], args.runs) if counts["fanout"] else []
     life_rows, extra = lifecycle(counts["nodes"], args.runs) if counts["nodes"] else ([], {})
     install_rows = installs(counts["installs"], args.runs) if counts["installs"] else []
     up_rows = ray_up(counts["rayup"], args.runs) if counts["rayup"] else []
-    starts = {row["hosts"]: row["inv start"] for row in life_rows}
-    for row in up_rows:
-        if row["hosts"] in starts:
-            row["ray up / inv start"] = row["ray up (all alive)"] / starts[row["hosts"]]
-    machine = (f"{platform.node()}: {os.cpu_count()} cores, "
-               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
-               f"{platform.platform()}, Python {platform.python_version()}")
-    text = [f"## Benchmarks ({stamp}, median of {args.runs} runs)", "", f"Machine: {machine}", ""]
-    if life_rows:
-        text.append(markdown("Cluster start and stop (seconds)", life_rows))
-    if extra:
-        text.append("\n".join(f"- {name}: {seconds:.1f} s" for name, seconds in extra.items())
-                    + "\n")
-    if up_rows:
-        text.append(markdown("Ray's cluster launcher, local provider (seconds)", up_rows))
-    if install_rows:
-        text.append(markdown("Install with the wheelhouse (seconds, MiB)", install_rows))
-    if fan_rows:
-        text.append(markdown("Fan-out: `exec true` (seconds; controller peak RSS)", fan_rows))
-    report = os.path.join(results, f"{stamp}.md")
-    with open(report, "w") as handle:
-        handle.write("\n".join(text))
-    plotted = plot(os.path.join(results, f"{stamp}.png"), fan_rows, life_rows, up_rows)
-    print("\n".join(text))
-    print(f"written {report}" + (" and the plot" if plotted else " (no matplotlib: no plot)"))
-    print(f"benchmark process peak RSS: "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
-          f"command: {' '.join(shlex.quote(a) for a in sys.argv)}")
+    report.write(os.path.join(HERE, "results"), stamp, args.runs,
+                 report.Rows(life_rows, extra, up_rows, install_rows, fan_rows))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared fixtures: the namespaced multi-node cluster and a way to run `inv` as a user would."""
+"""Shared fixtures: the namespaced multi-node cluster, and `inv` run as a user would (the
+plain helpers, shared with the benchmarks, are in as_user.py)."""
 
 import contextlib
 import os
@@ -10,25 +11,10 @@ import time
 
 import pytest
 
+from as_user import REPO, WHEEL_CACHE, inv_command, run_inv, user_env  # noqa: F401 (for tests)
 from netns_cluster import NetnsCluster, unavailable_reason
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WHEEL_CACHE = os.environ.get("RAY_TASKS_TEST_WHEELS", "/var/tmp/ray-tasks-test-wheels")
 SCENARIO_TIMES = []
-
-
-def run_inv(*args, env=None, cwd=REPO, timeout=1200, command=None):
-    """Run `inv ARGS` (or another command) in a fresh process; returns CompletedProcess with
-    the combined output in .output and the wall time in .seconds."""
-    started = time.monotonic()
-    result = subprocess.run(
-        command or [sys.executable, "-m", "invoke", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    result.output = result.stdout + result.stderr
-    result.seconds = time.monotonic() - started
-    return result
 
 
 def run_inv_on_terminal(*args, env, prompt, typed, timeout=900):
@@ -37,7 +23,7 @@ def run_inv_on_terminal(*args, env, prompt, typed, timeout=900):
     pid, terminal = pty.fork()
     if pid == 0:
         os.chdir(REPO)
-        os.execve(sys.executable, [sys.executable, "-m", "invoke", *args], env)
+        os.execve(sys.executable, inv_command(*args), env)
     shown, answered, deadline = b"", False, time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not answered and prompt.encode() in shown:
@@ -60,7 +46,7 @@ def run_inv_on_terminal(*args, env, prompt, typed, timeout=900):
 
 
 def start_inv(env, *args):
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=REPO, env=env,
+    return subprocess.Popen(inv_command(*args), cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL)
 
@@ -88,33 +74,8 @@ def namespaced_cluster(count, tag=None, bastion=False):
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the multi-node tests, but: {reason}")
         pytest.skip(reason)
-    cluster = NetnsCluster(count, tag=tag, bastion=bastion).start()
-    try:
+    with NetnsCluster(count, tag=tag, bastion=bastion) as cluster:
         yield cluster
-    finally:
-        cluster.close()
-
-
-def user_env(cluster, node_lines):
-    """The environment a user of a test cluster would set: nodes file, key, settings."""
-    nodes = os.path.join(cluster.base, "nodes.txt")
-    with open(nodes, "w") as handle:
-        handle.write("# the test cluster: the first node is the head\n")
-        handle.write("".join(f"{line}\n" for line in node_lines))
-    env = dict(os.environ)
-    env.update({
-        "INVOKE_RAY_NODES": nodes,
-        "INVOKE_RAY_KEY_FILE": cluster.key,
-        "INVOKE_RAY_USERNAME": "root",
-        "INVOKE_RAY_PYTHON": "/usr/bin/python3",
-        "INVOKE_RAY_KNOWN_HOSTS": cluster.known_hosts,
-        "INVOKE_RAY_AUTH_TOKEN_FILE": os.path.join(cluster.base, "auth_token"),
-        "INVOKE_RAY_WHEELHOUSE": "1",
-        "INVOKE_RAY_WHEEL_CACHE": WHEEL_CACHE,
-        "INVOKE_RAY_OBJECT_STORE_MEMORY": "100M",
-        "INVOKE_RAY_NUM_WORKERS": "2",
-    })
-    return env
 
 
 @pytest.fixture(scope="session")

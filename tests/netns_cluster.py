@@ -62,8 +62,9 @@ class Host:
 
 class NetnsCluster:
     """``count`` hosts named h1..hN on 10.213.<k>.0/24, built by ``start()``, removed by
-    ``close()`` (which ends only the processes it started, by PID). Clusters living at the
-    same time need different ``tag``s (default: from this process's PID)."""
+    ``close()`` (which ends only the processes it started, by PID); as a context manager,
+    ``with NetnsCluster(count) as cluster:`` does both. Clusters living at the same time
+    need different ``tag``s (default: from this process's PID)."""
 
     def __init__(self, count, base_dir=None, tag=None, bastion=False):
         tag = os.getpid() % 10000 if tag is None else tag
@@ -98,6 +99,12 @@ class NetnsCluster:
     def machines(self):
         """Every host, the bastion (if any) first."""
         return ([self.bastion] if self.bastion else []) + self.hosts
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exception):
+        self.close()
 
     def start(self):
         try:

@@ -1,0 +1,114 @@
+"""The benchmark's report: markdown tables (results/<time>.md, printed too) and a plot of
+time against hosts (results/<time>.png, with matplotlib)."""
+
+import os
+import platform
+import resource
+import shlex
+import sys
+import typing
+
+
+class Rows(typing.NamedTuple):
+    """The measurements: the rows ({column: value}) of each table, and ``extra``, {what:
+    seconds} of the commands timed once."""
+
+    lifecycle: list
+    extra: dict
+    ray_up: list
+    installs: list
+    fanout: list
+
+
+def markdown(title, rows):
+    headers = list(rows[0])
+    lines = [f"### {title}", "", "| " + " | ".join(headers) + " |",
+             "|" + "---|" * len(headers)]
+    for row in rows:
+        cells = [f"{value:.2f}" if isinstance(value, float) else str(value)
+                 if value is not None else "-" for value in row.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_ray_up(rows):
+    """Add `ray up`'s time over `inv start`'s to each ray up row with the same host count."""
+    starts = {row["hosts"]: row["inv start"] for row in rows.lifecycle}
+    for row in rows.ray_up:
+        if row["hosts"] in starts:
+            row["ray up / inv start"] = row["ray up (all alive)"] / starts[row["hosts"]]
+
+
+def machine():
+    """This machine in one line: name, cores, memory, system, Python."""
+    return (f"{platform.node()}: {os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+            f"{platform.platform()}, Python {platform.python_version()}")
+
+
+def text(stamp, runs, rows):
+    """The whole report, in markdown."""
+    lines = [f"## Benchmarks ({stamp}, median of {runs} runs)", "", f"Machine: {machine()}", ""]
+    if rows.lifecycle:
+        lines.append(markdown("Cluster start and stop (seconds)", rows.lifecycle))
+    if rows.extra:
+        lines.append("\n".join(f"- {name}: {seconds:.1f} s"
+                               for name, seconds in rows.extra.items()) + "\n")
+    if rows.ray_up:
+        lines.append(markdown("Ray's cluster launcher, local provider (seconds)", rows.ray_up))
+    if rows.installs:
+        lines.append(markdown("Install with the wheelhouse (seconds, MiB)", rows.installs))
+    if rows.fanout:
+        lines.append(markdown("Fan-out: `exec true` (seconds; controller peak RSS)",
+                              rows.fanout))
+    return "\n".join(lines)
+
+
+def plot(path, rows):
+    """Time against hosts, one line per tool; False without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    panels = ((axes[0], "cluster start and stop", rows.lifecycle + rows.ray_up),
+              (axes[1], "exec true (fan-out)", rows.fanout))
+    for axis, title, panel_rows in panels:
+        plot_panel(axis, title, panel_rows)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    return True
+
+
+def plot_panel(axis, title, rows):
+    """One line per column of seconds in ``rows`` (not ratios, sizes or second runs)."""
+    keys = dict.fromkeys(key for row in rows for key in row
+                         if key != "hosts" and "/" not in key and "MiB" not in key
+                         and "2nd" not in key)
+    for key in keys:
+        points = [(row["hosts"], row[key]) for row in rows if isinstance(row.get(key), float)]
+        if points:
+            axis.plot(*zip(*points), marker="o", label=key)
+    axis.set_xlabel("hosts")
+    axis.set_ylabel("seconds")
+    axis.set_title(title)
+    if axis.lines:
+        axis.legend(fontsize=7)
+
+
+def write(folder, stamp, runs, rows):
+    """Write ``folder``/STAMP.md and STAMP.png, and print the report."""
+    compare_ray_up(rows)
+    os.makedirs(folder, exist_ok=True)
+    report = os.path.join(folder, f"{stamp}.md")
+    content = text(stamp, runs, rows)
+    with open(report, "w") as handle:
+        handle.write(content)
+    plotted = plot(os.path.join(folder, f"{stamp}.png"), rows)
+    print(content)
+    print(f"written {report}" + (" and the plot" if plotted else " (no matplotlib: no plot)"))
+    print(f"benchmark process peak RSS: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
+          f"command: {' '.join(shlex.quote(a) for a in sys.argv)}")
