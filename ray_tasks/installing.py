@@ -11,7 +11,7 @@ import sys
 
 from . import local_commands, ray_commands, report, wheelhouse
 from .node_scripts import source
-from .runner import StepError
+from .hosts import StepError
 
 NODE_SCRIPTS = ("runtest.py", "cluster_check.py")
 MIN_FREE_BYTES = 1024**3
@@ -66,8 +66,8 @@ def newest_version(python_version):
     for line in result.stdout.splitlines():
         if line.startswith("ray (") and line.endswith(")"):
             return line[len("ray ("):-1]
-    raise StepError("could not find the newest Ray release on the package index: give "
-                    "--version", result.stdout + result.stderr)
+    raise StepError.from_result("could not find the newest Ray release on the package index: "
+                                "give --version", result)
 
 
 def push_wheels(runner, settings, hosts, requirement, name):

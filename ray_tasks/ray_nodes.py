@@ -5,7 +5,7 @@ import posixpath
 import secrets
 
 from . import ownership, ray_commands, shell
-from .runner import StepError
+from .hosts import StepError, json_answer
 
 HEAD_START_TIMEOUT = 120
 
@@ -44,7 +44,7 @@ def ray_log_tail(host):
 def _failed_start(host, what, error):
     """A StepError for a failed ``ray start``, with the tail of the node's Ray log."""
     logs = ray_log_tail(host)
-    host.state("stop", "2", what="clean up after the failed start", check=False)
+    host.run_node_script("stop", "2", what="clean up after the failed start", check=False)
     return StepError(f"{what}: {error.message}", error.output + logs)
 
 
@@ -75,19 +75,19 @@ def join(host, settings, address):
 
 
 def stop(host):
-    result = host.state("stop", what="stop Ray")
+    result = host.run_node_script("stop", what="stop Ray")
     host.facts["gcs"] = host.facts["raylet"] = False
     return result.stdout.strip()
 
 
 def replace_workers(host, force):
     args = ["--force"] if force else []
-    result = host.state("kill-workers", *args, what="replace the worker processes", check=False)
+    result = host.run_node_script("kill-workers", *args, what="replace the worker processes", check=False)
     if result.exited == 3:
         raise StepError(f"tasks are running ({result.stdout.strip()}): wait for them, or "
                         "use --force to kill them (Ray retries them on fresh workers)")
     if result.exited != 0:
-        raise StepError("could not replace the worker processes", result.stdout + result.stderr)
+        raise StepError.from_result("could not replace the worker processes", result)
     return result.stdout.strip()
 
 
@@ -98,12 +98,7 @@ def driver(head, script, *args, timeout=None):
                + shell.join(posixpath.join(ray_commands.venv_link(home), "bin", "python"),
                             ray_commands.state_path(home, script), *args))
     result = head.run(command, f"run {script} on the head", timeout=timeout, check=False)
-    try:
-        verdict = json.loads(result.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise StepError(f"{script} on the head failed (exit {result.exited})",
-                        result.stdout + result.stderr) from None
-    return verdict
+    return json_answer(result, f"{script} on the head failed (exit {result.exited})")
 
 
 def cluster_view(head, hosts, timeout, cancel_file=None):

@@ -3,7 +3,7 @@
 import posixpath
 
 from . import ray_commands, ray_nodes, shell
-from .runner import StepError
+from .hosts import StepError
 
 
 def run_selftest(host, expected_version):
@@ -12,7 +12,7 @@ def run_selftest(host, expected_version):
     result = host.run(shell.join(python, ray_commands.state_path(host.home, "runtest.py"),
                                  expected_version), "run runtest.py", check=False)
     if result.exited != 0:
-        raise StepError("self-test failed", result.stdout + result.stderr)
+        raise StepError.from_result("self-test failed", result)
     return f"self-test ok (ray {expected_version})"
 
 

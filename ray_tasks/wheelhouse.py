@@ -9,7 +9,7 @@ import posixpath
 import sys
 
 from . import local_commands, ray_commands, shell
-from .runner import StepError
+from .hosts import StepError
 
 
 def pip_platforms(machine, glibc):
@@ -77,8 +77,8 @@ def download(settings, facts, requirement, name):
                                facts["glibc"])
     result = local_commands.run(command)
     if result.returncode != 0:
-        raise StepError(f"could not download the wheels of {name} on this machine",
-                        result.stdout + result.stderr)
+        raise StepError.from_result(f"could not download the wheels of {name} on this "
+                                    "machine", result)
     open(done, "w").close()
     return dest, False
 

@@ -19,8 +19,9 @@ from ray_tasks import config, node_address, report
 from ray_tasks.hostkeys import AcceptNew, KnownHosts
 from ray_tasks.inventory import Node
 from ray_tasks.node_scripts import source
-from ray_tasks.runner import (Outcome, Runner, SshHost, StepError, Watchdog, connect_error,
-                              watch_liveness)
+from ray_tasks.hosts import SshHost, StepError
+from ray_tasks.runner import Outcome, Runner
+from ray_tasks.ssh_connections import Watchdog, connect_error, watch_liveness
 
 
 class FakeTransport:
@@ -208,7 +209,7 @@ class RoutingHost:
                                               "source": "10.2.0.12"}}}
         self.second, self.asked, self.ip = second, [], None
 
-    def state(self, action, *args, what):
+    def run_node_script(self, action, *args, what):
         self.asked.append((action, *args))
         return SimpleNamespace(stdout=json.dumps(self.second) + "\n")
 

@@ -13,7 +13,7 @@ import pytest
 from ray_tasks import config, installing, ownership, ray_commands, ray_nodes, worker_code
 from ray_tasks.inventory import Node
 from ray_tasks.node_scripts import node_state
-from ray_tasks.runner import LocalHost, StepError
+from ray_tasks.hosts import LocalHost, StepError
 
 USER_FILES = {
     "code/thesis/main.py": "print('my thesis')\n",

@@ -3,7 +3,7 @@
 from invoke import task
 
 from .. import config, installing, ownership, report
-from ..runner import StepError
+from ..hosts import StepError
 from ..verify import cluster_test, run_selftest
 from .lifecycle import start_cluster, stop_cluster
 from .options import COMMON_HELP, Cluster, ask_sudo_password, common, user_error, user_errors

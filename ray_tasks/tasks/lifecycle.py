@@ -5,7 +5,7 @@ import concurrent.futures
 from invoke import task
 
 from .. import config, installing, ownership, ray_nodes, report, shell, worker_code
-from ..runner import StepError
+from ..hosts import StepError
 from .options import COMMON_HELP, Cluster, common, user_errors
 
 RECORDED_SETTINGS = ("num_workers", "port", "object_store_memory", "start_args")
