@@ -92,7 +92,8 @@ def push_platform_wheels(runner, settings, facts, hosts, requirement, name):
         return []
     report.say(f"wheelhouse: {name} " + ("(cached) " if cached else "") + f"in {local}")
     return runner.each(
-        lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels", hosts)
+        lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels",
+        hosts).succeeded
 
 
 def add_venv_support(host, sudo_password):

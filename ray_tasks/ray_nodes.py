@@ -82,7 +82,8 @@ def stop(host):
 
 def replace_workers(host, force):
     args = ["--force"] if force else []
-    result = host.run_node_script("kill-workers", *args, what="replace the worker processes", check=False)
+    result = host.run_node_script("kill-workers", *args, what="replace the worker processes",
+                                  check=False)
     if result.exited == 3:
         raise StepError(f"tasks are running ({result.stdout.strip()}): wait for them, or "
                         "use --force to kill them (Ray retries them on fresh workers)")

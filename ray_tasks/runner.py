@@ -5,6 +5,11 @@ Every task goes through a Runner: it connects to the selected nodes in parallel 
 that fails a step is reported at once (one line, then its output) and left out of the
 following steps; the other hosts carry on. ``finish()`` prints the summary and exits
 non-zero naming the failed hosts.
+
+How a host fails: work done on one host is a step, run with ``each()``, and fails by raising
+StepError (what it returns is the host's message). Orchestration code, deciding across hosts
+outside any step (a preflight check, a node missing from the cluster), calls ``fail()``;
+``note()`` sets the message a host shows in the summary. Nothing else writes the outcomes.
 """
 
 import concurrent.futures
@@ -27,9 +32,18 @@ from .ssh_connections import CONNECT_ERRORS, connect_error
 
 @dataclasses.dataclass
 class Outcome:
+    """How one host fared: still ok, its last message, the seconds its steps took."""
     ok: bool = True
     message: str = ""
     seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """What one ``each()`` did: the hosts it ran on that succeeded and that failed, in
+    nodes-file order."""
+    succeeded: list
+    failed: list
 
 
 INTERRUPTED = ("\ninterrupted: the steps under way were cut off; nodes keep what they had "
@@ -49,7 +63,7 @@ class Runner:
             known_hosts = KnownHosts(settings.known_hosts, settings.host_key_policy)
         self.known_hosts = known_hosts
         self.hosts = [hosts.make_host(node, settings, known_hosts) for node in nodes]
-        self.outcomes = {str(host.node): Outcome() for host in self.hosts}
+        self.outcomes = {host.node: Outcome() for host in self.hosts}
         self.logged = False
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self.interrupt)
@@ -108,37 +122,43 @@ class Runner:
     @property
     def ready(self):
         """The hosts that have not failed so far."""
-        return [host for host in self.hosts if self.outcomes[str(host.node)].ok]
+        return [host for host in self.hosts if self.outcomes[host.node].ok]
 
     def host(self, node):
         return next(host for host in self.hosts if host.node == node)
 
     def fail(self, host, message, output=""):
-        """Record that ``host`` failed, and say so."""
-        outcome = self.outcomes[str(host.node)]
+        """Record that ``host`` failed, and say so (for orchestration code: a step raises
+        StepError instead)."""
+        outcome = self.outcomes[host.node]
         outcome.ok = False
         outcome.message = message
         report.host_line(host.node, f"FAILED: {message}")
         if output.strip():
             report.host_output(host.node, output)
 
+    def note(self, host, message):
+        """Set the message the summary shows for ``host`` (without printing it now)."""
+        self.outcomes[host.node].message = message
+
     def each(self, step, hosts=None):
         """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool.
 
         A step returns a message for the host (or None) or raises StepError. Returns the
-        hosts on which the step succeeded, in nodes-file order.
+        Results: the hosts on which the step succeeded and failed, in nodes-file order.
         """
         hosts = [host for host in (self.ready if hosts is None else hosts)
-                 if self.outcomes[str(host.node)].ok]
+                 if self.outcomes[host.node].ok]
         if not hosts:
-            return []
+            return Results([], [])
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.settings.parallel,
                                                                      len(hosts)))
         try:
             list(pool.map(lambda host: self._step(step, host), hosts))
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        return [host for host in hosts if self.outcomes[str(host.node)].ok]
+        return Results([host for host in hosts if self.outcomes[host.node].ok],
+                       [host for host in hosts if not self.outcomes[host.node].ok])
 
     def interrupt(self, *_signal):
         """Ctrl-C (the SIGINT handler from the moment a runner exists): end the whole process
@@ -152,7 +172,7 @@ class Runner:
         os._exit(130)
 
     def _step(self, step, host):
-        outcome = self.outcomes[str(host.node)]
+        outcome = self.outcomes[host.node]
         started = time.monotonic()
         try:
             message = step(host)

@@ -34,5 +34,5 @@ def cluster_test(cluster):
         if errors:
             runner.fail(host, "; ".join(errors))
         else:
-            runner.outcomes[str(host.node)].message = "node and cluster tests ok"
+            runner.note(host, "node and cluster tests ok")
     return verdict["nodes"]

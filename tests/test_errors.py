@@ -180,7 +180,7 @@ def test_a_step_that_raises_fails_its_host_and_logs_the_traceback(tmp_path, caps
         return {}["no such fact"]
 
     with local_runner as runner:
-        assert runner.each(broken_step) == []
+        assert runner.each(broken_step).succeeded == []
     text = check_logged(tmp_path, capsys, local_runner, "KeyError: 'no such fact'")
     assert "broken_step" in text
 

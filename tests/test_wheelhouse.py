@@ -20,7 +20,8 @@ class FakeRunner:
     def each(self, step, hosts):
         for each in hosts:
             step(each)
-        return [each for each in hosts if each.node not in self.failed]
+        return SimpleNamespace(succeeded=[each for each in hosts
+                                          if each.node not in self.failed])
 
     def fail(self, failing, message, output=""):
         self.failed[failing.node] = message

@@ -28,7 +28,7 @@ def prepare_venvs(cluster, hosts):
     if hosts and settings.wheelhouse:
         hosts = installing.push_wheels(runner, settings, hosts, [settings.requirement],
                                        settings.requirement)
-    return runner.each(lambda host: installing.build_venv(host, settings), hosts)
+    return runner.each(lambda host: installing.build_venv(host, settings), hosts).succeeded
 
 
 @task(
@@ -60,7 +60,7 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
         ownership.check(runner, cluster.selected_hosts())
         installing.check_home_length(runner)
         if not cluster.head_selected():
-            runner.outcomes[str(cluster.head.node)].message = "head: its Python checked only"
+            runner.note(cluster.head, "head: its Python checked only")
         for host in cluster.selected_hosts():
             if host.facts["raylet"] and not installing.up_to_date(host, settings):
                 running = host.facts["ray"] or "(of an incomplete installation)"
@@ -73,7 +73,7 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
         for host in cluster.selected_hosts():
             if host not in needed:
                 report.host_line(host.node, f"up to date (ray {settings.version})")
-                runner.outcomes[str(host.node)].message = "up to date"
+                runner.note(host, "up to date")
         lacking = [host for host in needed if not host.facts["venv_support"]]
         runner.each(lambda host: installing.add_venv_support(host, sudo_password), lacking)
         built = prepare_venvs(cluster, needed)
@@ -135,7 +135,7 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
         hosts = runner.ready
         if all(installing.up_to_date(host, cluster.settings) for host in hosts):
             for host in hosts:
-                runner.outcomes[str(host.node)].message = f"up to date (ray {version})"
+                runner.note(host, f"up to date (ray {version})")
             report.say(f"update: every node already runs ray {version}; nothing to do")
             runner.finish("update")
             return
@@ -150,10 +150,10 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             runner.finish("update")
         if running:
             stop_cluster(cluster, hosts)
-        switched = runner.each(installing.switch_venv, needed)
-        if len(switched) < len(needed):
+        switching = runner.each(installing.switch_venv, needed)
+        if switching.failed:
             report.say("update: not every node could switch; switching the others back")
-            runner.each(installing.switch_back, switched)
+            runner.each(installing.switch_back, switching.succeeded)
         runner.each(installing.ship_scripts)
         if running and restart:
             start_cluster(cluster, restart)

@@ -72,7 +72,7 @@ def sync_code(cluster, bundle, hosts):
                                        ["-r", bundle.requirements],
                                        worker_code.requirements_name(bundle))
     return cluster.runner.each(lambda host: worker_code.sync(host, bundle, settings.wheelhouse),
-                               hosts)
+                               hosts).succeeded
 
 
 def start_cluster(cluster, settings, bundle=None):
@@ -106,8 +106,9 @@ def start_cluster(cluster, settings, bundle=None):
             report.host_line(host.node, "Ray runs here but the node is not in the cluster: "
                                         "restarting it")
         runner.each(ray_nodes.stop, stale)
-        rejoined = runner.each(lambda host: ray_nodes.join(host, settings, address), stale)
-        view.update(ray_nodes.wait_alive(runner, head, rejoined, settings.join_timeout))
+        rejoining = runner.each(lambda host: ray_nodes.join(host, settings, address), stale)
+        view.update(ray_nodes.wait_alive(runner, head, rejoining.succeeded,
+                                         settings.join_timeout))
     return view
 
 
@@ -127,13 +128,13 @@ def start_and_watch(cluster, settings, address, others):
         if head not in runner.ready or not head.facts["gcs"]:
             ray_nodes.cancel_wait(head, cancel)
             return fail_headless(cluster)
-        joined = runner.each(lambda host: ray_nodes.join(host, settings, address), others)
+        joining = runner.each(lambda host: ray_nodes.join(host, settings, address), others)
         try:
             view = watching.result()
         except StepError as error:
             runner.fail(head, error.message, error.output)
             return {}
-    ray_nodes.fail_not_alive(runner, [head, *joined], view, settings.join_timeout)
+    ray_nodes.fail_not_alive(runner, [head, *joining.succeeded], view, settings.join_timeout)
     return view
 
 
