@@ -11,6 +11,7 @@ import secrets
 import invoke
 
 from . import ray_commands, shell
+from .facts import NodeFacts, NodeState
 from .ssh_connections import QUIET, jump_hosts, prepare_jump_host, ssh_connection, watch_liveness
 
 
@@ -44,12 +45,15 @@ def private(mode):
 
 
 class Host:
-    """A node with its open connection and what the probe found (``facts``)."""
+    """A node with its open connection, what the probe found (``facts``, a NodeFacts) and
+    what the task's steps did there since (``state``, a NodeState); both None until the
+    probe."""
 
     def __init__(self, node, settings):
         self.node = node
         self.settings = settings
-        self.facts = {}
+        self.facts = None
+        self.state = None
         self.ip = None  # the address Ray uses for the node: see node_address
 
     ssh_name = ""  # the host name SSH reaches the node by ("" without SSH)
@@ -57,7 +61,7 @@ class Host:
     @property
     def home(self):
         """The absolute installation directory on this node."""
-        return self.facts["home"]
+        return self.facts.home
 
     def run(self, command, what, timeout=None, check=True, stdin=None):
         """Run a shell command, feeding it ``stdin`` (text) if given; on failure raise
@@ -79,7 +83,7 @@ class Host:
     def run_node_script(self, action, *args, what, check=True):
         """Run the node_state script with the node's plain Python (in the configured
         installation directory when the node was not probed)."""
-        home = self.facts.get("home", self.settings.installation_directory)
+        home = self.facts.home if self.facts else self.settings.installation_directory
         command = ray_commands.node_state(self.settings.python, home, action, *args)
         return self.run(command, what, check=check)
 
@@ -95,8 +99,10 @@ class Host:
         if result.exited != 0:
             raise StepError.from_result(f"could not probe the node (exit {result.exited})",
                                         result)
-        self.facts = json_answer(result, "the probe's answer is not JSON (does a login script "
-                                         "print on stdout?)")
+        answer = json_answer(result, "the probe's answer is not JSON (does a login script "
+                                     "print on stdout?)")
+        self.facts = NodeFacts.from_probe(answer)
+        self.state = NodeState.from_facts(self.facts)
 
 
 class LocalHost(Host):

@@ -49,9 +49,9 @@ def _failed_start(host, what, error):
 
 
 def start_head(host, settings, local):
-    if host.facts["gcs"]:
+    if host.state.gcs:
         return "head already running"
-    if host.facts["raylet"]:
+    if host.state.raylet:
         raise StepError("this node runs Ray as a worker of another head: inv stop first")
     command = ray_commands.ray_start(settings, host.home, host.ip, settings.num_workers,
                                      local=local, timeout=HEAD_START_TIMEOUT)
@@ -59,7 +59,7 @@ def start_head(host, settings, local):
         host.run(command, "start the head")
     except StepError as error:
         raise _failed_start(host, "head did not start", error) from None
-    host.facts["gcs"] = host.facts["raylet"] = True
+    host.state.gcs = host.state.raylet = True
     return "head started"
 
 
@@ -70,13 +70,14 @@ def join(host, settings, address):
         host.run(command, f"join the head at {address}")
     except StepError as error:
         raise _failed_start(host, "did not join", error) from None
-    host.facts["raylet"] = True
+    host.state.raylet = True
     return f"joined {address}"
 
 
 def stop(host):
     result = host.run_node_script("stop", what="stop Ray")
-    host.facts["gcs"] = host.facts["raylet"] = False
+    if host.state:  # stop does not probe
+        host.state.gcs = host.state.raylet = False
     return result.stdout.strip()
 
 

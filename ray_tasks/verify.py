@@ -20,7 +20,7 @@ def cluster_test(cluster):
     """The whole-cluster test, run as a driver on the head; failures go to their nodes."""
     runner, head = cluster.runner, cluster.head
     hosts = cluster.selected_hosts()
-    if not head.facts["gcs"]:
+    if not head.state.gcs:
         runner.fail(head, "the cluster is not running: use inv start")
         return {}
     try:

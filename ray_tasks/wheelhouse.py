@@ -44,7 +44,7 @@ def download_command(requirement, dest, python_version, machine, glibc):
 
 def platform(facts):
     """What a wheel download is made for: a node's Python (major.minor), machine and glibc."""
-    return ".".join(facts["python"].split(".")[:2]), facts["machine"], facts["glibc"] or "none"
+    return ".".join(facts.python.split(".")[:2]), facts.machine, facts.glibc or "none"
 
 
 def by_platform(hosts):
@@ -73,8 +73,7 @@ def download(settings, facts, requirement, name):
     if os.path.exists(done):
         return dest, True
     os.makedirs(dest, exist_ok=True)
-    command = download_command(requirement, dest, facts["python"], facts["machine"],
-                               facts["glibc"])
+    command = download_command(requirement, dest, facts.python, facts.machine, facts.glibc)
     result = local_commands.run(command)
     if result.returncode != 0:
         raise StepError.from_result(f"could not download the wheels of {name} on this "

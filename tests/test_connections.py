@@ -178,14 +178,14 @@ def test_update_is_rerun_whole_never_with_hosts():
 def test_the_head_is_reached_where_its_ssh_server_took_the_connection():
     facts = {"address": {"ssh_server": "10.2.0.11",
                          "to_head": {"name": "h", "target": "10.9.9.9", "source": "10.2.0.99"}}}
-    assert node_address.head_ip(facts) == "10.2.0.11"
+    assert node_address.head_ip(facts["address"]) == "10.2.0.11"
     facts["address"]["ssh_server"] = None
-    assert node_address.head_ip(facts) == "10.2.0.99"
+    assert node_address.head_ip(facts["address"]) == "10.2.0.99"
     facts["address"]["to_head"] = {"name": "h", "target": None, "source": None,
                                    "error": "Name or service not known"}
     with pytest.raises(node_address.AddressUnknown, match="SSH_CONNECTION is not set on it "
                        "and h does not route there \\(Name or service not known\\)"):
-        node_address.head_ip(facts)
+        node_address.head_ip(facts["address"])
 
 
 def test_a_node_is_reached_at_its_source_address_towards_the_head():
@@ -205,8 +205,8 @@ class RoutingHost:
     answers ``second`` (what node_state's route action prints)."""
 
     def __init__(self, target, second):
-        self.facts = {"address": {"to_head": {"name": "head.example", "target": target,
-                                              "source": "10.2.0.12"}}}
+        self.facts = SimpleNamespace(address={"to_head": {
+            "name": "head.example", "target": target, "source": "10.2.0.12"}})
         self.second, self.asked, self.ip = second, [], None
 
     def run_node_script(self, action, *args, what):

@@ -25,7 +25,7 @@ def test(c, nodes=None, hosts=None, key_file=None, username=None, installation_d
                       **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner as runner:
         cluster.stop_here("test")
-        version = cluster.head.facts["ray"] or cluster.settings.version
+        version = cluster.head.facts.ray or cluster.settings.version
         runner.each(lambda host: run_selftest(host, version), cluster.selected_hosts())
         nodes_view = cluster_test(cluster)
         rows = []
@@ -55,13 +55,13 @@ def status(c, nodes=None, hosts=None, key_file=None, username=None,
                 rows.append((host.node, "unreachable", "-", "-", "-", "-"))
                 continue
             facts = host.facts
-            role = "head" if facts["gcs"] else "worker" if facts["raylet"] else "stopped"
-            rows.append((host.node, facts["hostname"], facts["python"], facts["ray"] or "-",
-                         role, facts["workers"]))
+            role = "head" if facts.gcs else "worker" if facts.raylet else "stopped"
+            rows.append((host.node, facts.hostname, facts.python, facts.ray or "-", role,
+                         facts.workers))
         report.say(report.table(("node", "hostname", "python", "ray", "ray running", "workers"),
                                 rows))
         head = runner.hosts[0]
-        if head.node == cluster.nodes[0] and head in runner.ready and head.facts["gcs"]:
+        if head.node == cluster.nodes[0] and head in runner.ready and head.state.gcs:
             setup = shell.quote(posixpath.join(head.home, "setup-env.sh"))
             result = head.run(f". {setup} && ray status", "run ray status", check=False)
             report.say("\nray status (on the head):\n" + (result.stdout or result.stderr))
@@ -115,7 +115,7 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
     with cluster.runner as runner:
         cluster.stop_here("dashboard")
         head = cluster.head
-        if not head.facts["gcs"]:
+        if not head.state.gcs:
             runner.fail(head, "the cluster is not running: use inv start")
             runner.finish("dashboard")
         url = f"http://127.0.0.1:{local_port}"

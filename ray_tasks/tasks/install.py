@@ -62,8 +62,8 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
         if not cluster.head_selected():
             runner.note(cluster.head, "head: its Python checked only")
         for host in cluster.selected_hosts():
-            if host.facts["raylet"] and not installing.up_to_date(host, settings):
-                running = host.facts["ray"] or "(of an incomplete installation)"
+            if host.state.raylet and not installing.up_to_date(host, settings):
+                running = host.facts.ray or "(of an incomplete installation)"
                 runner.fail(host, f"Ray {running} is running here: inv stop first, or use inv "
                             f"update --version={settings.version} to move a running cluster")
         needed = [host for host in cluster.selected_hosts()
@@ -74,7 +74,7 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
             if host not in needed:
                 report.host_line(host.node, f"up to date (ray {settings.version})")
                 runner.note(host, "up to date")
-        lacking = [host for host in needed if not host.facts["venv_support"]]
+        lacking = [host for host in needed if not host.facts.venv_support]
         runner.each(lambda host: installing.add_venv_support(host, sudo_password), lacking)
         built = prepare_venvs(cluster, needed)
         runner.each(installing.switch_venv, built)
@@ -87,7 +87,7 @@ def update_target(cluster, version):
     index; ``cluster.settings`` take it."""
     if not version:
         try:
-            version = installing.newest_version(cluster.head.facts["python"])
+            version = installing.newest_version(cluster.head.facts.python)
         except StepError as error:
             user_error(error.message)
         report.say(f"update: newest Ray release on the index is {version}")
@@ -99,7 +99,7 @@ def update_target(cluster, version):
 def restart_settings(cluster):
     """The settings the running cluster was started with (cluster.json on the head),
     checked before anything is stopped; None without a record."""
-    record = cluster.head.facts.get("cluster")
+    record = cluster.head.facts.cluster
     if not record:
         return None
     with user_errors():
@@ -140,7 +140,7 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
             runner.finish("update")
             return
         restart = restart_settings(cluster)
-        running = [host for host in hosts if host.facts["raylet"]]
+        running = [host for host in hosts if host.state.raylet]
         needed = [host for host in hosts if not installing.up_to_date(host, cluster.settings)]
         installing.check_disk(runner, needed)
         ownership.check(runner, hosts)

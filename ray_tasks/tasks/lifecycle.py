@@ -22,23 +22,23 @@ def check_ready_to_start(cluster):
     """Every node holds Ray at the head's version under the head's Python, has room in
     /dev/shm for its object store, and the head's port is free unless the head runs."""
     runner, head, settings = cluster.runner, cluster.head, cluster.settings
-    if head in runner.ready and not head.facts["gcs"] and not head.facts["port_free"]:
+    if head in runner.ready and not head.state.gcs and not head.facts.port_free:
         runner.fail(head, f"port {settings.port} is in use on the head (another Ray, or "
                     "Redis?): stop it or set ray.port")
     store = settings.object_store_memory
     for host in runner.ready:
-        if store and not host.facts["raylet"] and host.facts["shm_free"] < store:
-            runner.fail(host, f"/dev/shm has {host.facts['shm_free'] // 2**20} MiB free, less "
+        if store and not host.state.raylet and host.facts.shm_free < store:
+            runner.fail(host, f"/dev/shm has {host.facts.shm_free // 2**20} MiB free, less "
                         f"than the object store ({store // 2**20} MiB): free it or lower "
                         "ray.object_store_memory")
     for host in runner.ready:
-        if not host.facts["ray"]:
+        if not host.facts.ray:
             runner.fail(host, f"Ray is not installed in {host.home}: run inv install")
-        elif host is not head and host.facts["ray"] != head.facts["ray"]:
-            runner.fail(host, f"Ray {host.facts['ray']} here but {head.facts['ray']} on the head: "
+        elif host is not head and host.facts.ray != head.facts.ray:
+            runner.fail(host, f"Ray {host.facts.ray} here but {head.facts.ray} on the head: "
                         "run inv update to put every node on one release")
-        elif host.facts["python"] != head.facts["python"]:
-            runner.fail(host, f"Python {host.facts['python']} here but {head.facts['python']} "
+        elif host.facts.python != head.facts.python:
+            runner.fail(host, f"Python {host.facts.python} here but {head.facts.python} "
                         "on the head: Ray refuses a node whose Python differs")
 
 
@@ -47,13 +47,13 @@ def joining_settings(cluster):
     the cluster it runs, else the configured ones. Says so when they differ and a node is
     about to join."""
     head, settings = cluster.head, cluster.settings
-    running = head in cluster.runner.ready and head.facts["gcs"]
-    record = (head.facts["cluster"] or {}) if running else {}
+    running = head in cluster.runner.ready and head.state.gcs
+    record = (head.facts.cluster or {}) if running else {}
     recorded = config.replace(settings, **{key: record[key] for key in RECORDED_SETTINGS
                                            if key in record})
     differing = [key for key in RECORDED_SETTINGS
                  if getattr(settings, key) != getattr(recorded, key)]
-    joining = [host for host in cluster.selected_hosts() if not host.facts["raylet"]]
+    joining = [host for host in cluster.selected_hosts() if not host.state.raylet]
     if differing and joining:
         report.say("start: the running cluster was started with "
                    + ", ".join(f"{key}={getattr(recorded, key)!r}" for key in differing)
@@ -81,11 +81,11 @@ def start_cluster(cluster, settings, bundle=None):
     runner, head = cluster.runner, cluster.head
     address = ray_nodes.head_address(head, settings.port)
     record = ray_nodes.cluster_record(settings, address)
-    stopped = [host for host in cluster.selected_hosts() if not host.facts["raylet"]]
+    stopped = [host for host in cluster.selected_hosts() if not host.state.raylet]
     if not stopped:
         report.say("start: every node is already running; nothing to do")
     for host in cluster.selected_hosts():
-        if host.facts["raylet"] and bundle and host.facts["worker_code"] != bundle.digest:
+        if host.state.raylet and bundle and host.state.worker_code != bundle.digest:
             report.host_line(host.node, "running with other worker code: inv restart-workers "
                              "loads the new code")
     if bundle:
@@ -125,7 +125,7 @@ def start_and_watch(cluster, settings, address, others):
                                      settings.join_timeout, cancel)
         if cluster.head_selected():
             runner.each(lambda host: ray_nodes.start_head(host, settings, cluster.local), [head])
-        if head not in runner.ready or not head.facts["gcs"]:
+        if head not in runner.ready or not head.state.gcs:
             ray_nodes.cancel_wait(head, cancel)
             return fail_headless(cluster)
         joining = runner.each(lambda host: ray_nodes.join(host, settings, address), others)
@@ -243,15 +243,15 @@ def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=Non
         cluster.stop_here("restart-workers")
         ownership.check(runner, cluster.selected_hosts())
         head = cluster.head
-        if not head.facts["gcs"]:
+        if not head.state.gcs:
             runner.fail(head, "the cluster is not running: use inv start")
         for host in cluster.selected_hosts():
-            if host.facts["busy"] and not force:
-                runner.fail(host, f"tasks are running ({', '.join(host.facts['busy'])}): wait "
+            if host.facts.busy and not force:
+                runner.fail(host, f"tasks are running ({', '.join(host.facts.busy)}): wait "
                             "for them, or use --force")
         ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "restart-workers")
         targets = sync_code(cluster, bundle, cluster.selected_hosts())
-        record = head.facts["cluster"] or {}
+        record = head.facts.cluster or {}
         if num_workers and num_workers != record.get("num_workers"):
             settings = config.replace(cluster.settings, num_workers=num_workers)
             rejoin = [host for host in targets if host is not head]
