@@ -47,6 +47,33 @@ def check_home_length(runner):
                         "it would be too long; choose a shorter ray.installation_directory")
 
 
+def check_not_running(runner, hosts, settings):
+    """Fail each of ``hosts`` that runs Ray of another release than ``settings`` ask for
+    (install never moves a running node: update does)."""
+    for host in hosts:
+        if host.state.raylet and not up_to_date(host, settings):
+            running = host.facts.ray or "(of an incomplete installation)"
+            runner.fail(host, f"Ray {running} is running here: inv stop first, or use inv "
+                        f"update --version={settings.version} to move a running cluster")
+
+
+def say_up_to_date(runner, hosts, needed, settings):
+    """Say so for each of ``hosts`` that is not ``needed`` (its venv is the wanted one)."""
+    for host in hosts:
+        if host not in needed:
+            report.host_line(host.node, f"up to date (ray {settings.version})")
+            runner.note(host, "up to date")
+
+
+def install_venvs(runner, settings, hosts, sudo_password):
+    """Give ``hosts`` the venv ``settings`` ask for: venv support where the Python lacks it
+    (as root), the new venv built, then switched to."""
+    lacking = [host for host in hosts if not host.facts.venv_support]
+    runner.each(lambda host: add_venv_support(host, sudo_password), lacking)
+    built = prepare_venvs(runner, settings, hosts)
+    runner.each(switch_venv, built)
+
+
 def wanted_venv(host, settings):
     """The name of the venv ``settings`` ask for on ``host`` (release, Python, extras)."""
     return ray_commands.venv_name(settings.version, host.facts.python, settings.extras)
@@ -94,6 +121,14 @@ def push_platform_wheels(runner, settings, facts, hosts, requirement, name):
     return runner.each(
         lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels",
         hosts).succeeded
+
+
+def prepare_venvs(runner, settings, hosts):
+    """Wheelhouse push (if on) and venv build on ``hosts``; returns those that succeeded."""
+    if hosts and settings.wheelhouse:
+        hosts = push_wheels(runner, settings, hosts, [settings.requirement],
+                            settings.requirement)
+    return runner.each(lambda host: build_venv(host, settings), hosts).succeeded
 
 
 def add_venv_support(host, sudo_password):

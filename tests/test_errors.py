@@ -13,10 +13,10 @@ from invoke.exceptions import Exit
 from conftest import run_inv
 from ray_tasks import auth_token, config, tracebacks
 from ray_tasks.hostkeys import KnownHosts
-from ray_tasks.inventory import Node
 from ray_tasks.hosts import LocalHost
+from ray_tasks.inventory import Node
 from ray_tasks.runner import Runner
-from ray_tasks.tasks.options import user_errors
+from ray_tasks.user_errors import user_errors
 
 
 @pytest.fixture

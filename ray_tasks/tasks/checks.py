@@ -9,8 +9,10 @@ import time
 from invoke import task
 
 from .. import report, shell
+from ..cluster import Cluster
+from ..user_errors import user_error
 from ..verify import cluster_test, run_selftest
-from .options import COMMON_HELP, Cluster, common, user_error
+from .options import COMMON_HELP, common
 
 DASHBOARD_PORT = 8265
 

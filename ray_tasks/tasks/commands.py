@@ -5,8 +5,9 @@ import sys
 from invoke import task
 
 from .. import report, shell
+from ..cluster import Cluster
 from ..hosts import StepError
-from .options import COMMON_HELP, Cluster, common
+from .options import COMMON_HELP, common
 
 
 def run_command(host, command):
