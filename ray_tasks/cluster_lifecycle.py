@@ -3,12 +3,11 @@ nodes while a watcher on the head waits for them, rejoining stale nodes, syncing
 code, replacing workers, stopping, and the summary that says how to attach a driver."""
 
 import concurrent.futures
+import dataclasses
 
 from . import config, installing, ray_nodes, report, shell, worker_code
+from .cluster_record import ClusterRecord
 from .hosts import StepError
-
-RECORDED_SETTINGS = ("num_workers", "port", "object_store_memory", "start_args")
-
 
 def check_ready_to_start(cluster):
     """Every node holds Ray at the head's version under the head's Python, has room in
@@ -40,10 +39,9 @@ def joining_settings(cluster):
     about to join."""
     head, settings = cluster.head, cluster.settings
     running = head in cluster.runner.ready and head.state.gcs
-    record = (head.facts.cluster or {}) if running else {}
-    recorded = config.replace(settings, **{key: record[key] for key in RECORDED_SETTINGS
-                                           if key in record})
-    differing = [key for key in RECORDED_SETTINGS
+    record = head.facts.cluster if running else None
+    recorded = record.settings(settings) if record else settings
+    differing = [key for key in ClusterRecord.SETTINGS
                  if getattr(settings, key) != getattr(recorded, key)]
     joining = [host for host in cluster.selected_hosts() if not host.state.raylet]
     if differing and joining:
@@ -78,7 +76,7 @@ def start_cluster(cluster, settings, bundle=None):
     say_other_code_runs(cluster, bundle)
     if bundle:
         stopped = sync_code(cluster, bundle, stopped)
-    record = ray_nodes.cluster_record(settings, address)
+    record = ClusterRecord.of(settings, address)
     token = cluster.token
     runner.each(lambda host: ray_nodes.write_cluster_files(host, record, token, cluster.local),
                 stopped)
@@ -111,7 +109,7 @@ def rejoin_stale(cluster, settings, address, running, view):
         report.host_line(host.node, "Ray runs here but the node is not in the cluster: "
                                     "restarting it")
     runner.each(ray_nodes.stop, stale)
-    rejoining = runner.each(lambda host: ray_nodes.join(host, settings, address), stale)
+    rejoining = runner.each(lambda host: ray_nodes.join_cluster(host, settings, address), stale)
     view.update(ray_nodes.wait_alive(runner, head, rejoining.succeeded, settings.join_timeout))
 
 
@@ -131,7 +129,7 @@ def start_and_watch(cluster, settings, address, others):
         if head not in runner.ready or not head.state.gcs:
             ray_nodes.cancel_wait(head, cancel)
             return fail_headless(cluster)
-        joining = runner.each(lambda host: ray_nodes.join(host, settings, address), others)
+        joining = runner.each(lambda host: ray_nodes.join_cluster(host, settings, address), others)
         try:
             view = watching.result()
         except StepError as error:
@@ -207,8 +205,9 @@ def restart_workers(cluster, bundle, num_workers, force):
     alive."""
     runner, head = cluster.runner, cluster.head
     targets = sync_code(cluster, bundle, cluster.selected_hosts())
-    record = head.facts.cluster or {}
-    if num_workers and num_workers != record.get("num_workers"):
+    record = head.facts.cluster or ClusterRecord.of(cluster.settings, ray_nodes.head_address(
+        head, cluster.settings.port))
+    if num_workers and num_workers != record.num_workers:
         rejoin_with_workers(cluster, targets, record, num_workers, force)
     else:
         runner.each(lambda host: ray_nodes.replace_workers(host, force), targets)
@@ -224,10 +223,10 @@ def rejoin_with_workers(cluster, targets, record, num_workers, force):
     rejoin = [host for host in targets if host is not head]
     stop_cluster(cluster, rejoin)
     address = ray_nodes.head_address(head, settings.port)
-    runner.each(lambda host: ray_nodes.join(host, settings, address), rejoin)
+    runner.each(lambda host: ray_nodes.join_cluster(host, settings, address), rejoin)
     runner.each(lambda host: ray_nodes.replace_workers(host, force),
                 [host for host in targets if host is head])
-    new_record = dict(record, num_workers=settings.num_workers)
+    new_record = dataclasses.replace(record, num_workers=settings.num_workers)
     token = cluster.token
     runner.each(lambda host: ray_nodes.write_cluster_files(
         host, new_record, token, cluster.local), targets)

@@ -7,6 +7,8 @@ fields of NodeFacts (a test runs the real probe to keep them in step).
 
 import dataclasses
 
+from .cluster_record import ClusterRecord
+
 
 @dataclasses.dataclass(frozen=True)
 class NodeFacts:
@@ -24,7 +26,7 @@ class NodeFacts:
     venv_name: str | None
     requirements: str | None  # digest of the worker requirements the current venv holds
     worker_code: str | None  # digest of the worker code the node points at
-    cluster: dict | None  # cluster.json, as the cluster was started
+    cluster: ClusterRecord | None  # cluster.json: how the running cluster was started
     raylet: bool  # Ray of this installation runs here
     gcs: bool  # ... as the head
     processes: int
@@ -46,8 +48,8 @@ class NodeFacts:
         """The facts in the probe's JSON object ``answer``; TypeError when its keys are not
         exactly the fields."""
         lists = {"busy", "venvs", "codes"}
-        return cls(**{key: tuple(value) if key in lists else value
-                      for key, value in answer.items()})
+        facts = {key: tuple(value) if key in lists else value for key, value in answer.items()}
+        return cls(**dict(facts, cluster=ClusterRecord.from_json(answer.get("cluster"))))
 
 
 @dataclasses.dataclass

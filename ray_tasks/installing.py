@@ -195,7 +195,7 @@ def switch_venv(host):
     new, old = host.state.new_venv, host.state.venv
     keep = {posixpath.basename(new), host.state.venv_name}
     stale = [name for name in host.state.venvs if name.removesuffix(".lock") not in keep]
-    command = ray_commands.switch_venv(host.home, new)
+    command = ray_commands.relink_venv(host.home, new)
     if stale:
         command += " && " + ray_commands.remove_entries(host.home, "venvs", stale)
     host.run(command, "switch to the new venv")
@@ -207,7 +207,7 @@ def switch_venv(host):
 
 def switch_back(host):
     """Undo ``switch_venv`` (used when another node could not switch)."""
-    host.run(ray_commands.switch_venv(host.home, host.state.previous_venv),
+    host.run(ray_commands.relink_venv(host.home, host.state.previous_venv),
              "switch back to the previous venv")
     return "switched back to the previous venv"
 

@@ -1,6 +1,5 @@
 """Ray on the nodes: start the head, join the others, wait for them, stop, replace workers."""
 
-import json
 import posixpath
 import secrets
 
@@ -16,24 +15,14 @@ def head_address(host, port):
     return f"{ip}:{port}"
 
 
-def cluster_record(settings, address):
-    """What update needs to start the cluster again with the same settings."""
-    return {
-        "head": address,
-        "port": settings.port,
-        "num_workers": settings.num_workers,
-        "object_store_memory": settings.object_store_memory or "",
-        "start_args": settings.start_args,
-    }
-
-
 def write_cluster_files(host, record, token, local):
-    """The Ray token and cluster.json (for update) in ray-tasks' directory, and setup-env.sh
+    """The Ray token and cluster.json (``record``, a ClusterRecord) in ray-tasks' directory,
+    and setup-env.sh
     (for drivers) beside it, its sha256 recorded before it is put in place."""
     home = host.home
     host.put(token.encode(), ray_commands.token_path(home), mode=0o600)
-    host.put(json.dumps(record, indent=2).encode(), ray_commands.cluster_file(home))
-    ownership.write_setup_env(host, ray_commands.setup_env(home, record["head"], local).encode())
+    host.put(record.to_json().encode(), ray_commands.cluster_file(home))
+    ownership.write_setup_env(host, ray_commands.setup_env(home, record.head, local).encode())
 
 
 def ray_log_tail(host):
@@ -63,7 +52,7 @@ def start_head(host, settings, local):
     return "head started"
 
 
-def join(host, settings, address):
+def join_cluster(host, settings, address):
     command = ray_commands.ray_start(settings, host.home, host.ip, settings.num_workers,
                                      head_address=address, timeout=settings.join_timeout)
     try:
@@ -93,8 +82,9 @@ def replace_workers(host, force):
     return result.stdout.strip()
 
 
-def driver(head, script, *args, timeout=None):
-    """Run a node script on the head with its setup-env.sh sourced; returns its JSON verdict."""
+def run_on_head(head, script, *args, timeout=None):
+    """Run a node script on the head as a driver (its setup-env.sh sourced, the venv's
+    Python); returns the JSON object it printed last."""
     home = head.home
     command = (f". {shell.quote(ray_commands.setup_env_path(home))} && "
                + shell.join(posixpath.join(ray_commands.venv_link(home), "bin", "python"),
@@ -103,15 +93,19 @@ def driver(head, script, *args, timeout=None):
     return json_answer(result, f"{script} on the head failed (exit {result.exited})")
 
 
+def check_cluster(head, action, hosts, *args, timeout):
+    """Run cluster_check.py's ``action`` (wait, test) on the head for ``hosts``; returns
+    the cluster view, {ip: what the check saw of the node}, for those hosts and every alive
+    node."""
+    ips = ",".join(host.ip for host in hosts)
+    return run_on_head(head, "cluster_check.py", action, ips, *args, timeout=timeout)["nodes"]
+
+
 def cluster_view(head, hosts, timeout, cancel_file=None):
     """Wait (asking the GCS, from the head) until every host is an alive node, the timeout,
-    or ``cancel_file`` appears; returns {ip: {"alive", "resources"}} for those hosts and
-    every alive node."""
-    ips = ",".join(host.ip for host in hosts)
+    or ``cancel_file`` appears; returns the cluster view, {ip: {"alive", "resources"}}."""
     args = [cancel_file] if cancel_file else []
-    view = driver(head, "cluster_check.py", "wait", ips, str(timeout), *args,
-                  timeout=timeout + 60)
-    return view["nodes"]
+    return check_cluster(head, "wait", hosts, str(timeout), *args, timeout=timeout + 60)
 
 
 def cancel_file(head):

@@ -4,7 +4,7 @@ start it again with, then build (beside the running venvs), switch or roll back,
 from . import cluster_lifecycle, config, installing, report
 from .hosts import StepError
 from .user_errors import user_error, user_errors
-from .verify import cluster_test, run_selftest
+from .cluster_tests import cluster_test, run_selftest
 
 
 def check_every_node(cluster):
@@ -48,9 +48,7 @@ def restart_settings(cluster):
     if not record:
         return None
     with user_errors():
-        return config.replace(
-            cluster.settings, num_workers=record["num_workers"], port=record["port"],
-            object_store_memory=record["object_store_memory"], start_args=record["start_args"])
+        return record.settings(cluster.settings)
 
 
 def build(cluster, needed):

@@ -1,5 +1,6 @@
 """NodeFacts is built from a real run of node_state.py's probe, so the probe's JSON and the
-dataclass cannot drift apart: every key is a field, every field a key."""
+dataclass cannot drift apart: every key is a field, every field a key. cluster.json keeps its
+format through ClusterRecord."""
 
 import dataclasses
 import json
@@ -7,7 +8,8 @@ import subprocess
 
 import pytest
 
-from ray_tasks import ray_commands
+from ray_tasks import config, ray_commands
+from ray_tasks.cluster_record import ClusterRecord
 from ray_tasks.facts import NodeFacts, NodeState
 
 FIELDS = {field.name for field in dataclasses.fields(NodeFacts)}
@@ -54,3 +56,27 @@ def test_the_state_starts_from_the_facts_and_changes_apart_from_them(tmp_path):
     state.raylet = True
     state.venvs.append("ray-2.60.0-py3.11.2")
     assert not facts.raylet and facts.venvs == ()
+
+
+def test_cluster_json_keeps_its_format_and_gives_back_the_settings():
+    settings = config.from_mapping({"port": "6390", "num_workers": "3", "start_args": "--x 1"})
+    record = ClusterRecord.of(settings, "10.0.0.1:6390")
+    assert record.to_json() == json.dumps({
+        "head": "10.0.0.1:6390", "port": 6390, "num_workers": 3, "object_store_memory": "",
+        "start_args": "--x 1"}, indent=2)
+    assert ClusterRecord.from_json(json.loads(record.to_json())) == record
+    again = record.settings(config.from_mapping({}))
+    assert (again.port, again.num_workers, again.start_args) == (6390, 3, "--x 1")
+    older = ClusterRecord.from_json({"head": "10.0.0.1:7000", "num_workers": 2})
+    assert (older.settings(settings).num_workers, older.settings(settings).port) == (2, 6390)
+    assert ClusterRecord.from_json(None) is None
+
+
+def test_the_probe_reads_cluster_json_as_a_cluster_record(tmp_path):
+    home = tmp_path / "ray"
+    home.mkdir()
+    subprocess.run(["sh", "-c", ray_commands.claim(str(home))], check=True)
+    record = ClusterRecord(head="10.0.0.1:6390", port=6390, num_workers=2)
+    (home / ".ray-tasks" / "cluster.json").write_text(record.to_json())
+    assert ray_commands.cluster_file(str(home)) == str(home / ".ray-tasks" / "cluster.json")
+    assert NodeFacts.from_probe(probe_answer(home)).cluster == record

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from ray_tasks import config, installing, ownership, ray_commands, ray_nodes, worker_code
+from ray_tasks.cluster_record import ClusterRecord
 from ray_tasks.hosts import LocalHost, StepError
 from ray_tasks.inventory import Node
 from ray_tasks.node_scripts import node_state
@@ -80,7 +81,7 @@ def fake_venv(home, name, record=None):
     if record:
         with open(os.path.join(venv, ray_commands.REQUIREMENTS_RECORD), "w") as handle:
             handle.write(record + "\n")
-    subprocess.run(["sh", "-c", ray_commands.switch_venv(home, venv)], check=True)
+    subprocess.run(["sh", "-c", ray_commands.relink_venv(home, venv)], check=True)
     return venv
 
 
@@ -124,11 +125,12 @@ def test_setup_env_is_written_only_over_its_own(tmp_path):
     host = probed(home)
     assert host.state.setup_env == "legacy"
     ownership.claim(host)
-    record = {"head": "10.0.0.1:6379"}
+    record = ClusterRecord(head="10.0.0.1:6379")
     ray_nodes.write_cluster_files(host, record, "t0ken", local=False)
     host = probed(home)
     assert host.state.setup_env == "ours"
-    ray_nodes.write_cluster_files(host, {"head": "10.0.0.2:6379"}, "t0ken", local=False)
+    ray_nodes.write_cluster_files(host, ClusterRecord(head="10.0.0.2:6379"), "t0ken",
+                                  local=False)
     host = probed(home)
     assert host.state.setup_env == "ours"
     assert "10.0.0.2:6379" in open(setup_env).read()

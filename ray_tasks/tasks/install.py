@@ -5,7 +5,7 @@ from invoke import task
 from .. import cluster_lifecycle, installing, ownership, updating
 from ..cluster import Cluster
 from ..user_errors import user_error
-from ..verify import run_selftest
+from ..cluster_tests import run_selftest
 from .options import COMMON_HELP, ask_sudo_password, common
 
 

@@ -11,7 +11,7 @@ from invoke import task
 from .. import report, shell
 from ..cluster import Cluster
 from ..user_errors import user_error
-from ..verify import cluster_test, run_selftest
+from ..cluster_tests import cluster_test, run_selftest
 from .options import COMMON_HELP, common
 
 DASHBOARD_PORT = 8265
@@ -29,10 +29,10 @@ def test(c, nodes=None, hosts=None, key_file=None, username=None, installation_d
         cluster.stop_here("test")
         version = cluster.head.facts.ray or cluster.settings.version
         runner.each(lambda host: run_selftest(host, version), cluster.selected_hosts())
-        nodes_view = cluster_test(cluster)
+        view = cluster_test(cluster)
         rows = []
         for host in cluster.selected_hosts():
-            seen = nodes_view.get(host.ip, {})
+            seen = view.get(host.ip, {})
             rows.append((host.node, seen.get("hostname", "-"),
                          "alive" if seen.get("alive") else "-",
                          seen.get("object_from", "-"), ",".join(seen.get("modules", [])) or "-"))

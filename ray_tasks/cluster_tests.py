@@ -1,4 +1,5 @@
-"""Verifying nodes and the cluster: the node self-test and the whole-cluster test."""
+"""The tests ray-tasks runs from the controller: each node's self-test (runtest.py, in its
+venv) and the whole-cluster test (node_scripts/cluster_check.py, as a driver on the head)."""
 
 import posixpath
 
@@ -17,22 +18,22 @@ def run_selftest(host, expected_version):
 
 
 def cluster_test(cluster):
-    """The whole-cluster test, run as a driver on the head; failures go to their nodes."""
+    """The whole-cluster test, run as a driver on the head; failures go to their nodes.
+    Returns the cluster view ({} when the test could not run)."""
     runner, head = cluster.runner, cluster.head
     hosts = cluster.selected_hosts()
     if not head.state.gcs:
         runner.fail(head, "the cluster is not running: use inv start")
         return {}
     try:
-        verdict = ray_nodes.driver(head, "cluster_check.py", "test",
-                                   ",".join(host.ip for host in hosts), timeout=300)
+        view = ray_nodes.check_cluster(head, "test", hosts, timeout=300)
     except StepError as error:
         runner.fail(head, error.message, error.output)
         return {}
     for host in hosts:
-        errors = verdict["nodes"][host.ip]["errors"]
+        errors = view[host.ip]["errors"]
         if errors:
             runner.fail(host, "; ".join(errors))
         else:
             runner.note(host, "node and cluster tests ok")
-    return verdict["nodes"]
+    return view
