@@ -9,6 +9,7 @@ from . import config, installing, ray_nodes, report, shell, worker_code
 from .cluster_record import ClusterRecord
 from .hosts import StepError
 
+
 def check_ready_to_start(cluster):
     """Every node holds Ray at the head's version under the head's Python, has room in
     /dev/shm for its object store, and the head's port is free unless the head runs."""

@@ -38,7 +38,6 @@ def json_answer(result, message):
         raise StepError.from_result(message, result) from None
 
 
-
 def private(mode):
     """True for a secret's mode: no permission for group or others."""
     return not mode & 0o077

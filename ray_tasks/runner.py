@@ -94,7 +94,8 @@ class Runner:
 
     def _place(self):
         """Decide the address Ray uses for each probed node (see node_address), once the
-        head is known; nodes of a task that does not reach the head keep none."""
+        head is known; nodes of a task that does not reach the head keep none, and a head
+        that has its address already (localhost) needs none decided."""
         head = self.head
         if head is None or head.ip is not None or head not in self.ready:
             return
