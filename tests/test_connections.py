@@ -230,6 +230,16 @@ def test_a_node_that_resolves_the_head_elsewhere_is_asked_again_towards_its_addr
     assert lost.ip is None
 
 
+def test_a_route_answer_that_is_not_json_fails_the_node_with_what_it_printed():
+    runner = Runner(config.from_mapping({"port": 6390}), [])
+    garbled = RoutingHost("203.0.113.5", None)
+    garbled.run_node_script = lambda *args, what: SimpleNamespace(stdout="Welcome!\n",
+                                                                  stderr="")
+    with pytest.raises(StepError, match="the route lookup's answer is not JSON") as raised:
+        runner._place_towards(garbled, "10.2.0.11")
+    assert (raised.value.output, garbled.ip) == ("Welcome!\n", None)
+
+
 def test_the_node_side_route_lookup_answers_on_loopback():
     answer = subprocess.run([sys.executable, "-c", source("node_state.py"), "route", "/x",
                              "127.0.0.1", "6390"], capture_output=True, text=True, check=True)
