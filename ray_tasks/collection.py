@@ -3,7 +3,7 @@
 from invoke import Collection
 
 from .config import DEFAULTS
-from .tasks import checks, commands, install, lifecycle
+from .tasks import commands, inspection, install, lifecycle
 
 namespace = Collection(
     install.install,
@@ -12,9 +12,9 @@ namespace = Collection(
     lifecycle.start,
     lifecycle.stop,
     lifecycle.restart_workers,
-    checks.test,
-    checks.status,
-    checks.dashboard,
+    inspection.test,
+    inspection.status,
+    inspection.dashboard,
 )
 namespace.add_task(commands.exec_, name="exec")
 namespace.configure({"ray": DEFAULTS})

@@ -11,7 +11,7 @@ import sys
 
 from . import local_commands, ray_commands, report, wheelhouse
 from .node_scripts import source
-from .runner import StepError
+from .hosts import StepError
 
 NODE_SCRIPTS = ("runtest.py", "cluster_check.py")
 MIN_FREE_BYTES = 1024**3
@@ -19,9 +19,9 @@ MIN_FREE_BYTES = 1024**3
 
 def check_pythons(runner, reference):
     """Fail every host whose Python differs from the ``reference`` host's (Ray refuses it)."""
-    expected = reference.facts["python"]
+    expected = reference.facts.python
     for host in runner.ready:
-        found = host.facts["python"]
+        found = host.facts.python
         if found != expected:
             runner.fail(host, f"Python {found} here but {expected} on {reference.node}: Ray "
                         "needs the same Python version on every node (set ray.python to a "
@@ -31,7 +31,7 @@ def check_pythons(runner, reference):
 def check_disk(runner, hosts):
     """Fail hosts whose installation directory has too little room for a new venv."""
     for host in hosts:
-        free = host.facts["disk_free"]
+        free = host.facts.disk_free
         if free < MIN_FREE_BYTES:
             runner.fail(host, f"only {free // 2**20} MiB free for {host.home}: Ray's venv needs "
                         f"about {MIN_FREE_BYTES // 2**20} MiB; free some space or set "
@@ -47,14 +47,41 @@ def check_home_length(runner):
                         "it would be too long; choose a shorter ray.installation_directory")
 
 
+def check_not_running(runner, hosts, settings):
+    """Fail each of ``hosts`` that runs Ray of another release than ``settings`` ask for
+    (install never moves a running node: update does)."""
+    for host in hosts:
+        if host.state.raylet and not up_to_date(host, settings):
+            running = host.facts.ray or "(of an incomplete installation)"
+            runner.fail(host, f"Ray {running} is running here: inv stop first, or use inv "
+                        f"update --version={settings.version} to move a running cluster")
+
+
+def say_up_to_date(runner, hosts, needed, settings):
+    """Say so for each of ``hosts`` that is not ``needed`` (its venv is the wanted one)."""
+    for host in hosts:
+        if host not in needed:
+            report.host_line(host.node, f"up to date (ray {settings.version})")
+            runner.note(host, "up to date")
+
+
+def install_venvs(runner, settings, hosts, sudo_password):
+    """Give ``hosts`` the venv ``settings`` ask for: venv support where the Python lacks it
+    (as root), the new venv built, then switched to."""
+    lacking = [host for host in hosts if not host.facts.venv_support]
+    runner.each(lambda host: add_venv_support(host, sudo_password), lacking)
+    built = prepare_venvs(runner, settings, hosts)
+    runner.each(switch_venv, built)
+
+
 def wanted_venv(host, settings):
     """The name of the venv ``settings`` ask for on ``host`` (release, Python, extras)."""
-    return ray_commands.venv_name(settings.version, host.facts["python"], settings.extras)
+    return ray_commands.venv_name(settings.version, host.facts.python, settings.extras)
 
 
 def up_to_date(host, settings):
     """Whether the node's current venv is the one ``settings`` ask for."""
-    return host.facts["venv_name"] == wanted_venv(host, settings)
+    return host.state.venv_name == wanted_venv(host, settings)
 
 
 def newest_version(python_version):
@@ -66,8 +93,8 @@ def newest_version(python_version):
     for line in result.stdout.splitlines():
         if line.startswith("ray (") and line.endswith(")"):
             return line[len("ray ("):-1]
-    raise StepError("could not find the newest Ray release on the package index: give "
-                    "--version", result.stdout + result.stderr)
+    raise StepError.from_result("could not find the newest Ray release on the package index: "
+                                "give --version", result)
 
 
 def push_wheels(runner, settings, hosts, requirement, name):
@@ -92,14 +119,23 @@ def push_platform_wheels(runner, settings, facts, hosts, requirement, name):
         return []
     report.say(f"wheelhouse: {name} " + ("(cached) " if cached else "") + f"in {local}")
     return runner.each(
-        lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels", hosts)
+        lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels",
+        hosts).succeeded
+
+
+def prepare_venvs(runner, settings, hosts):
+    """Wheelhouse push (if on) and venv build on ``hosts``; returns those that succeeded."""
+    if hosts and settings.wheelhouse:
+        hosts = push_wheels(runner, settings, hosts, [settings.requirement],
+                            settings.requirement)
+    return runner.each(lambda host: build_venv(host, settings), hosts).succeeded
 
 
 def add_venv_support(host, sudo_password):
     """Install the OS package that gives the node's Python its venv support, as root."""
-    package = ray_commands.venv_package(host.facts["python"])
-    asks = sudo_password is not None and not host.facts["root"]
-    command = ray_commands.as_root(ray_commands.install_os_package(package), host.facts["root"],
+    package = ray_commands.venv_package(host.facts.python)
+    asks = sudo_password is not None and not host.facts.root
+    command = ray_commands.as_root(ray_commands.install_os_package(package), host.facts.root,
                                    password_on_stdin=asks)
     result = host.run(command, f"install {package}", check=False,
                       stdin=sudo_password + "\n" if asks else None)
@@ -107,7 +143,7 @@ def add_venv_support(host, sudo_password):
     if result.exited != 0:
         raise StepError(root_failure(output, package)
                         or f"could not install {package} (exit {result.exited})", output)
-    return f"installed {package}: Python {host.facts['python']} can build venvs now"
+    return f"installed {package}: Python {host.facts.python} can build venvs now"
 
 
 def root_failure(output, package):
@@ -136,7 +172,7 @@ def build_venv(host, settings):
     command = ray_commands.create_venv(settings.python, home, venv, settings.requirement,
                                        offline=settings.wheelhouse)
     what = f"install {settings.requirement} into {venv}"
-    digest = host.facts.get("worker_requirements")
+    digest = host.facts.worker_requirements
     if digest:
         requirements = posixpath.join(ray_commands.worker_code_link(home), "requirements.txt")
         command = f"{{ {command}; }} && " + ray_commands.install_requirements(
@@ -149,29 +185,29 @@ def build_venv(host, settings):
             error.message += (": this Python lacks venv support (on Debian/Ubuntu: "
                               "apt-get install python3-venv)")
         raise
-    host.facts["new_venv"] = venv
+    host.state.new_venv = venv
     return f"ready: {venv}"
 
 
 def switch_venv(host):
     """Point the node's venv at the one just built; remove the venvs ray-tasks built before
     but it and the previous one."""
-    new, old = host.facts["new_venv"], host.facts["venv"]
-    keep = {posixpath.basename(new), host.facts["venv_name"]}
-    stale = [name for name in host.facts["venvs"] if name.removesuffix(".lock") not in keep]
-    command = ray_commands.switch_venv(host.home, new)
+    new, old = host.state.new_venv, host.state.venv
+    keep = {posixpath.basename(new), host.state.venv_name}
+    stale = [name for name in host.state.venvs if name.removesuffix(".lock") not in keep]
+    command = ray_commands.relink_venv(host.home, new)
     if stale:
         command += " && " + ray_commands.remove_entries(host.home, "venvs", stale)
     host.run(command, "switch to the new venv")
-    host.facts["venvs"] = [name for name in host.facts["venvs"] if name not in stale]
-    host.facts["previous_venv"], host.facts["venv"] = old, new
-    host.facts["venv_name"] = posixpath.basename(new)
+    host.state.venvs = [name for name in host.state.venvs if name not in stale]
+    host.state.previous_venv, host.state.venv = old, new
+    host.state.venv_name = posixpath.basename(new)
     return f"now on ray {posixpath.basename(new)[len('ray-'):].split('-py')[0]}"
 
 
 def switch_back(host):
     """Undo ``switch_venv`` (used when another node could not switch)."""
-    host.run(ray_commands.switch_venv(host.home, host.facts["previous_venv"]),
+    host.run(ray_commands.relink_venv(host.home, host.state.previous_venv),
              "switch back to the previous venv")
     return "switched back to the previous venv"
 

@@ -31,9 +31,9 @@ def _same(first, second):
         return False
 
 
-def head_ip(facts):
-    """The head's address, from its probe ``facts``; raises AddressUnknown."""
-    found = facts.get("address", {})
+def head_ip(found):
+    """The head's address, from what its probe ``found`` (its facts' ``address``); raises
+    AddressUnknown."""
     if found.get("ssh_server"):
         return found["ssh_server"]
     route = found.get("to_head", {})

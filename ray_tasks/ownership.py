@@ -19,11 +19,11 @@ from . import ray_commands
 def check(runner, hosts):
     """Fail each of ``hosts`` where ray-tasks would have to write over something not its own."""
     for host in hosts:
-        if host.facts["state_dir"] == "foreign":
+        if host.state.state_dir == "foreign":
             runner.fail(host, f"{ray_commands.state_path(host.home)} is there but ray-tasks did "
                         f"not make it (it has no {ray_commands.OWNER_FILE} file): move it away "
                         "or choose another ray.installation_directory")
-        elif host.facts["setup_env"] == "foreign":
+        elif host.state.setup_env == "foreign":
             runner.fail(host, f"{ray_commands.setup_env_path(host.home)} is there but ray-tasks "
                         "did not write it (or it was changed since): move it away or choose "
                         "another ray.installation_directory")
@@ -31,9 +31,9 @@ def check(runner, hosts):
 
 def claim(host):
     """Make ray-tasks' own directory on the node, unless it is there already."""
-    if host.facts["state_dir"] != "ours":
+    if host.state.state_dir != "ours":
         host.run(ray_commands.claim(host.home), f"create {ray_commands.state_path(host.home)}")
-        host.facts.update(state_dir="ours", venvs=[], codes=[])
+        host.state.state_dir, host.state.venvs, host.state.codes = "ours", [], []
 
 
 def claim_after_preflight(cluster, hosts, task):
@@ -49,11 +49,11 @@ def write_setup_env(host, text):
     the file, written in ray-tasks' directory and moved into place in one rename."""
     home = host.home
     written = hashlib.sha256(text).hexdigest()
-    present = host.facts.get("setup_env_sha256")
+    present = host.state.setup_env_sha256
     kept = [present] if present and present != written and \
-        host.facts.get("setup_env") in ("ours", "legacy") else []
+        host.state.setup_env in ("ours", "legacy") else []
     host.put("".join(f"{digest}\n" for digest in kept + [written]).encode(),
              ray_commands.state_path(home, ray_commands.SETUP_ENV_RECORD))
     host.put(text, ray_commands.state_path(home, ray_commands.SETUP_ENV + ".new"))
     host.run(ray_commands.place_setup_env(home), "put setup-env.sh in place")
-    host.facts.update(setup_env="ours", setup_env_sha256=written)
+    host.state.setup_env, host.state.setup_env_sha256 = "ours", written

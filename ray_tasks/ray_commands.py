@@ -151,7 +151,7 @@ def as_root(command, user_is_root, password_on_stdin):
     return shell.join("sudo", *ask, "--", "sh", "-c", command)
 
 
-def switch_venv(home, venv):
+def relink_venv(home, venv):
     """Point the node's ``venv`` link at ``venv`` in one rename."""
     link = venv_link(home)
     return " && ".join([

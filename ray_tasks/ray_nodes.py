@@ -1,11 +1,10 @@
 """Ray on the nodes: start the head, join the others, wait for them, stop, replace workers."""
 
-import json
 import posixpath
 import secrets
 
 from . import ownership, ray_commands, shell
-from .runner import StepError
+from .hosts import StepError, json_answer
 
 HEAD_START_TIMEOUT = 120
 
@@ -16,24 +15,14 @@ def head_address(host, port):
     return f"{ip}:{port}"
 
 
-def cluster_record(settings, address):
-    """What update needs to start the cluster again with the same settings."""
-    return {
-        "head": address,
-        "port": settings.port,
-        "num_workers": settings.num_workers,
-        "object_store_memory": settings.object_store_memory or "",
-        "start_args": settings.start_args,
-    }
-
-
 def write_cluster_files(host, record, token, local):
-    """The Ray token and cluster.json (for update) in ray-tasks' directory, and setup-env.sh
+    """The Ray token and cluster.json (``record``, a ClusterRecord) in ray-tasks' directory,
+    and setup-env.sh
     (for drivers) beside it, its sha256 recorded before it is put in place."""
     home = host.home
     host.put(token.encode(), ray_commands.token_path(home), mode=0o600)
-    host.put(json.dumps(record, indent=2).encode(), ray_commands.cluster_file(home))
-    ownership.write_setup_env(host, ray_commands.setup_env(home, record["head"], local).encode())
+    host.put(record.to_json().encode(), ray_commands.cluster_file(home))
+    ownership.write_setup_env(host, ray_commands.setup_env(home, record.head, local).encode())
 
 
 def ray_log_tail(host):
@@ -44,14 +33,14 @@ def ray_log_tail(host):
 def _failed_start(host, what, error):
     """A StepError for a failed ``ray start``, with the tail of the node's Ray log."""
     logs = ray_log_tail(host)
-    host.state("stop", "2", what="clean up after the failed start", check=False)
+    host.run_node_script("stop", "2", what="clean up after the failed start", check=False)
     return StepError(f"{what}: {error.message}", error.output + logs)
 
 
 def start_head(host, settings, local):
-    if host.facts["gcs"]:
+    if host.state.gcs:
         return "head already running"
-    if host.facts["raylet"]:
+    if host.state.raylet:
         raise StepError("this node runs Ray as a worker of another head: inv stop first")
     command = ray_commands.ray_start(settings, host.home, host.ip, settings.num_workers,
                                      local=local, timeout=HEAD_START_TIMEOUT)
@@ -59,62 +48,64 @@ def start_head(host, settings, local):
         host.run(command, "start the head")
     except StepError as error:
         raise _failed_start(host, "head did not start", error) from None
-    host.facts["gcs"] = host.facts["raylet"] = True
+    host.state.gcs = host.state.raylet = True
     return "head started"
 
 
-def join(host, settings, address):
+def join_cluster(host, settings, address):
     command = ray_commands.ray_start(settings, host.home, host.ip, settings.num_workers,
                                      head_address=address, timeout=settings.join_timeout)
     try:
         host.run(command, f"join the head at {address}")
     except StepError as error:
         raise _failed_start(host, "did not join", error) from None
-    host.facts["raylet"] = True
+    host.state.raylet = True
     return f"joined {address}"
 
 
 def stop(host):
-    result = host.state("stop", what="stop Ray")
-    host.facts["gcs"] = host.facts["raylet"] = False
+    result = host.run_node_script("stop", what="stop Ray")
+    if host.state:  # stop does not probe
+        host.state.gcs = host.state.raylet = False
     return result.stdout.strip()
 
 
 def replace_workers(host, force):
     args = ["--force"] if force else []
-    result = host.state("kill-workers", *args, what="replace the worker processes", check=False)
+    result = host.run_node_script("kill-workers", *args, what="replace the worker processes",
+                                  check=False)
     if result.exited == 3:
         raise StepError(f"tasks are running ({result.stdout.strip()}): wait for them, or "
                         "use --force to kill them (Ray retries them on fresh workers)")
     if result.exited != 0:
-        raise StepError("could not replace the worker processes", result.stdout + result.stderr)
+        raise StepError.from_result("could not replace the worker processes", result)
     return result.stdout.strip()
 
 
-def driver(head, script, *args, timeout=None):
-    """Run a node script on the head with its setup-env.sh sourced; returns its JSON verdict."""
+def run_on_head(head, script, *args, timeout=None):
+    """Run a node script on the head as a driver (its setup-env.sh sourced, the venv's
+    Python); returns the JSON object it printed last."""
     home = head.home
     command = (f". {shell.quote(ray_commands.setup_env_path(home))} && "
                + shell.join(posixpath.join(ray_commands.venv_link(home), "bin", "python"),
                             ray_commands.state_path(home, script), *args))
     result = head.run(command, f"run {script} on the head", timeout=timeout, check=False)
-    try:
-        verdict = json.loads(result.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise StepError(f"{script} on the head failed (exit {result.exited})",
-                        result.stdout + result.stderr) from None
-    return verdict
+    return json_answer(result, f"{script} on the head failed (exit {result.exited})")
+
+
+def check_cluster(head, action, hosts, *args, timeout):
+    """Run cluster_check.py's ``action`` (wait, test) on the head for ``hosts``; returns
+    the cluster view, {ip: what the check saw of the node}, for those hosts and every alive
+    node."""
+    ips = ",".join(host.ip for host in hosts)
+    return run_on_head(head, "cluster_check.py", action, ips, *args, timeout=timeout)["nodes"]
 
 
 def cluster_view(head, hosts, timeout, cancel_file=None):
     """Wait (asking the GCS, from the head) until every host is an alive node, the timeout,
-    or ``cancel_file`` appears; returns {ip: {"alive", "resources"}} for those hosts and
-    every alive node."""
-    ips = ",".join(host.ip for host in hosts)
+    or ``cancel_file`` appears; returns the cluster view, {ip: {"alive", "resources"}}."""
     args = [cancel_file] if cancel_file else []
-    view = driver(head, "cluster_check.py", "wait", ips, str(timeout), *args,
-                  timeout=timeout + 60)
-    return view["nodes"]
+    return check_cluster(head, "wait", hosts, str(timeout), *args, timeout=timeout + 60)
 
 
 def cancel_file(head):

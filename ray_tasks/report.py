@@ -42,7 +42,7 @@ def table(headers, rows):
 def summary(task, outcomes, log=None):
     """The per-host table printed at the end of a task, then where the tracebacks of internal
     errors were saved (``log``), if any."""
-    rows = [(host, "ok" if outcome.ok else "FAILED", f"{outcome.seconds:.1f}", outcome.message)
+    rows = [(str(host), "ok" if outcome.ok else "FAILED", f"{outcome.seconds:.1f}", outcome.message)
             for host, outcome in outcomes.items()]
     say(f"\n{task}: summary\n" + table(("host", "result", "seconds", "detail"), rows))
     if log:
@@ -85,7 +85,7 @@ def retry_command(task, hosts, settings, defaults, arguments=()):
 def verdict(task, outcomes, settings, defaults, arguments=()):
     """Raise invoke's Exit naming the failed hosts and how to retry just them (update,
     which acts on every node, is rerun whole)."""
-    failed = [host for host, outcome in outcomes.items() if not outcome.ok]
+    failed = [str(host) for host, outcome in outcomes.items() if not outcome.ok]
     if not failed:
         return
     command = retry_command(task, failed, settings, defaults, arguments)

@@ -9,7 +9,7 @@ import posixpath
 import sys
 
 from . import local_commands, ray_commands, shell
-from .runner import StepError
+from .hosts import StepError
 
 
 def pip_platforms(machine, glibc):
@@ -44,7 +44,7 @@ def download_command(requirement, dest, python_version, machine, glibc):
 
 def platform(facts):
     """What a wheel download is made for: a node's Python (major.minor), machine and glibc."""
-    return ".".join(facts["python"].split(".")[:2]), facts["machine"], facts["glibc"] or "none"
+    return ".".join(facts.python.split(".")[:2]), facts.machine, facts.glibc or "none"
 
 
 def by_platform(hosts):
@@ -73,12 +73,11 @@ def download(settings, facts, requirement, name):
     if os.path.exists(done):
         return dest, True
     os.makedirs(dest, exist_ok=True)
-    command = download_command(requirement, dest, facts["python"], facts["machine"],
-                               facts["glibc"])
+    command = download_command(requirement, dest, facts.python, facts.machine, facts.glibc)
     result = local_commands.run(command)
     if result.returncode != 0:
-        raise StepError(f"could not download the wheels of {name} on this machine",
-                        result.stdout + result.stderr)
+        raise StepError.from_result(f"could not download the wheels of {name} on this "
+                                    "machine", result)
     open(done, "w").close()
     return dest, False
 

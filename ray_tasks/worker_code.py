@@ -89,21 +89,21 @@ def sync(host, bundle, offline):
     the current venv unless the venv records them; return a message saying what was done."""
     home = host.home
     done = []
-    if host.facts.get("worker_code") != bundle.digest:
+    if host.state.worker_code != bundle.digest:
         archive = ray_commands.state_path(home, "code", "upload.tar.gz")
         host.put(bundle.archive, archive)
         host.run(ray_commands.unpack_worker_code(home, archive, bundle.digest,
-                                                 host.facts.get("codes", [])),
+                                                 host.state.codes),
                  "unpack the worker code")
-        host.facts["worker_code"] = bundle.digest
-        host.facts["codes"] = [bundle.digest]
+        host.state.worker_code = bundle.digest
+        host.state.codes = [bundle.digest]
         done.append(f"worker code synced ({len(bundle.archive)} bytes)")
-    if bundle.requirements and host.facts.get("requirements") != bundle.requirements_digest:
+    if bundle.requirements and host.state.requirements != bundle.requirements_digest:
         requirements = posixpath.join(ray_commands.worker_code_link(home), "requirements.txt")
         host.run(ray_commands.install_requirements(home, ray_commands.venv_link(home),
                                                    requirements, bundle.requirements_digest,
                                                    offline),
                  "install the worker code's requirements.txt")
-        host.facts["requirements"] = bundle.requirements_digest
+        host.state.requirements = bundle.requirements_digest
         done.append("requirements.txt installed")
     return "; ".join(done) or "worker code up to date"

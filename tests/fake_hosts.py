@@ -26,7 +26,7 @@ import threading
 import invoke
 
 import ray_tasks
-from ray_tasks import collection, runner  # after issue 9's reshape, Host is in hosts
+from ray_tasks import collection, hosts
 
 SCRIPTS = pathlib.Path(ray_tasks.__file__).parent / "node_scripts"
 HOME = "/opt/rt"  # the installation directory of every fake node
@@ -92,7 +92,7 @@ def matches(pattern, text):
     return pattern.search(text) is not None
 
 
-class FakeHost(runner.Host):
+class FakeHost(hosts.Host):
     """The transport of one task's connection to a FakeNode of ``cluster``."""
 
     connected = True
@@ -101,7 +101,6 @@ class FakeHost(runner.Host):
         super().__init__(node, settings)
         self.cluster = cluster
         self.fake = cluster.nodes[node.host]
-        self.ip = node.host  # over SSH the runner finds it on the node: see node_address
 
     def open(self):
         self.fake.opened += 1
@@ -269,17 +268,8 @@ class FakeCluster:
 
 
 def use_fakes(monkeypatch, cluster):
-    """Make every Runner of the test build its hosts as ``cluster``'s FakeHosts: the one
-    place that knows how the runner makes hosts. Today Runner.__init__ instantiates
-    ``runner.SshHost`` (and checks ``isinstance(head, SshHost)``, so the stand-in is a class,
-    whose instances are FakeHosts and never SshHosts, as they will be after the reshape).
-    After issue 9's reshape, this is instead:
-    ``monkeypatch.setattr(ray_tasks.hosts, "make_host", cluster.make_host)``."""
-    class FakeSshHost:
-        def __new__(cls, node, settings, known_hosts):
-            return cluster.make_host(node, settings, known_hosts)
-
-    monkeypatch.setattr(runner, "SshHost", FakeSshHost)
+    """Make every Runner of the test build its hosts as ``cluster``'s FakeHosts."""
+    monkeypatch.setattr(hosts, "make_host", cluster.make_host)
 
 
 def forbid_traffic(monkeypatch):

@@ -19,8 +19,9 @@ from ray_tasks import config, node_address, report
 from ray_tasks.hostkeys import AcceptNew, KnownHosts
 from ray_tasks.inventory import Node
 from ray_tasks.node_scripts import source
-from ray_tasks.runner import (Outcome, Runner, SshHost, StepError, Watchdog, connect_error,
-                              watch_liveness)
+from ray_tasks.hosts import SshHost, StepError
+from ray_tasks.runner import Outcome, Runner
+from ray_tasks.ssh_connections import Watchdog, connect_error, watch_liveness
 
 
 class FakeTransport:
@@ -177,14 +178,14 @@ def test_update_is_rerun_whole_never_with_hosts():
 def test_the_head_is_reached_where_its_ssh_server_took_the_connection():
     facts = {"address": {"ssh_server": "10.2.0.11",
                          "to_head": {"name": "h", "target": "10.9.9.9", "source": "10.2.0.99"}}}
-    assert node_address.head_ip(facts) == "10.2.0.11"
+    assert node_address.head_ip(facts["address"]) == "10.2.0.11"
     facts["address"]["ssh_server"] = None
-    assert node_address.head_ip(facts) == "10.2.0.99"
+    assert node_address.head_ip(facts["address"]) == "10.2.0.99"
     facts["address"]["to_head"] = {"name": "h", "target": None, "source": None,
                                    "error": "Name or service not known"}
     with pytest.raises(node_address.AddressUnknown, match="SSH_CONNECTION is not set on it "
                        "and h does not route there \\(Name or service not known\\)"):
-        node_address.head_ip(facts)
+        node_address.head_ip(facts["address"])
 
 
 def test_a_node_is_reached_at_its_source_address_towards_the_head():
@@ -204,11 +205,11 @@ class RoutingHost:
     answers ``second`` (what node_state's route action prints)."""
 
     def __init__(self, target, second):
-        self.facts = {"address": {"to_head": {"name": "head.example", "target": target,
-                                              "source": "10.2.0.12"}}}
+        self.facts = SimpleNamespace(address={"to_head": {
+            "name": "head.example", "target": target, "source": "10.2.0.12"}})
         self.second, self.asked, self.ip = second, [], None
 
-    def state(self, action, *args, what):
+    def run_node_script(self, action, *args, what):
         self.asked.append((action, *args))
         return SimpleNamespace(stdout=json.dumps(self.second) + "\n")
 
@@ -227,6 +228,16 @@ def test_a_node_that_resolves_the_head_elsewhere_is_asked_again_towards_its_addr
                        "\\(Network is unreachable\\)"):
         runner._place_towards(lost, "10.2.0.11")
     assert lost.ip is None
+
+
+def test_a_route_answer_that_is_not_json_fails_the_node_with_what_it_printed():
+    runner = Runner(config.from_mapping({"port": 6390}), [])
+    garbled = RoutingHost("203.0.113.5", None)
+    garbled.run_node_script = lambda *args, what: SimpleNamespace(stdout="Welcome!\n",
+                                                                  stderr="")
+    with pytest.raises(StepError, match="the route lookup's answer is not JSON") as raised:
+        runner._place_towards(garbled, "10.2.0.11")
+    assert (raised.value.output, garbled.ip) == ("Welcome!\n", None)
 
 
 def test_the_node_side_route_lookup_answers_on_loopback():

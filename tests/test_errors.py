@@ -13,9 +13,10 @@ from invoke.exceptions import Exit
 from conftest import run_inv
 from ray_tasks import auth_token, config, tracebacks
 from ray_tasks.hostkeys import KnownHosts
+from ray_tasks.hosts import LocalHost
 from ray_tasks.inventory import Node
-from ray_tasks.runner import LocalHost, Runner
-from ray_tasks.tasks.options import user_errors
+from ray_tasks.runner import Runner
+from ray_tasks.user_errors import user_errors
 
 
 @pytest.fixture
@@ -179,7 +180,7 @@ def test_a_step_that_raises_fails_its_host_and_logs_the_traceback(tmp_path, caps
         return {}["no such fact"]
 
     with local_runner as runner:
-        assert runner.each(broken_step) == []
+        assert runner.each(broken_step).succeeded == []
     text = check_logged(tmp_path, capsys, local_runner, "KeyError: 'no such fact'")
     assert "broken_step" in text
 

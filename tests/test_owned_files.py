@@ -7,13 +7,15 @@ import os
 import socket
 import stat
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 
 from ray_tasks import config, installing, ownership, ray_commands, ray_nodes, worker_code
+from ray_tasks.cluster_record import ClusterRecord
+from ray_tasks.hosts import LocalHost, StepError
 from ray_tasks.inventory import Node
 from ray_tasks.node_scripts import node_state
-from ray_tasks.runner import LocalHost, StepError
 
 USER_FILES = {
     "code/thesis/main.py": "print('my thesis')\n",
@@ -79,7 +81,7 @@ def fake_venv(home, name, record=None):
     if record:
         with open(os.path.join(venv, ray_commands.REQUIREMENTS_RECORD), "w") as handle:
             handle.write(record + "\n")
-    subprocess.run(["sh", "-c", ray_commands.switch_venv(home, venv)], check=True)
+    subprocess.run(["sh", "-c", ray_commands.relink_venv(home, venv)], check=True)
     return venv
 
 
@@ -104,12 +106,12 @@ def worker_dir(tmp_path, value=1, requirements="tiny-package==1.0\n"):
 def test_a_directory_not_made_by_ray_tasks_is_never_taken(tmp_path):
     home, _ = user_home(tmp_path)
     host = probed(home)
-    assert (host.facts["state_dir"], host.facts["setup_env"]) == ("absent", "absent")
+    assert (host.state.state_dir, host.state.setup_env) == ("absent", "absent")
     ownership.claim(host)
-    assert probed(home).facts["state_dir"] == "ours"
+    assert probed(home).state.state_dir == "ours"
     os.rename(ray_commands.state_path(home), os.path.join(home, "elsewhere"))
     os.mkdir(ray_commands.state_path(home))
-    assert probed(home).facts["state_dir"] == "foreign"
+    assert probed(home).state.state_dir == "foreign"
     claimed = subprocess.run(["sh", "-c", ray_commands.claim(home)], capture_output=True)
     assert claimed.returncode != 0
     assert not os.path.exists(ray_commands.state_path(home, ray_commands.OWNER_FILE))
@@ -121,22 +123,23 @@ def test_setup_env_is_written_only_over_its_own(tmp_path):
     with open(setup_env, "w") as handle:
         handle.write("# Written by ray-tasks: source it to use this node's Ray.\n")
     host = probed(home)
-    assert host.facts["setup_env"] == "legacy"
+    assert host.state.setup_env == "legacy"
     ownership.claim(host)
-    record = {"head": "10.0.0.1:6379"}
+    record = ClusterRecord(head="10.0.0.1:6379")
     ray_nodes.write_cluster_files(host, record, "t0ken", local=False)
     host = probed(home)
-    assert host.facts["setup_env"] == "ours"
-    ray_nodes.write_cluster_files(host, {"head": "10.0.0.2:6379"}, "t0ken", local=False)
+    assert host.state.setup_env == "ours"
+    ray_nodes.write_cluster_files(host, ClusterRecord(head="10.0.0.2:6379"), "t0ken",
+                                  local=False)
     host = probed(home)
-    assert host.facts["setup_env"] == "ours"
+    assert host.state.setup_env == "ours"
     assert "10.0.0.2:6379" in open(setup_env).read()
     assert not os.path.exists(setup_env + ".new")
 
     with open(setup_env, "a") as handle:
         handle.write("export MINE=1\n")
     host = probed(home)
-    assert host.facts["setup_env"] == "foreign"
+    assert host.state.setup_env == "foreign"
 
 
 def test_preflight_names_the_foreign_setup_env(tmp_path, capsys):
@@ -164,10 +167,10 @@ def test_clean_up_removes_only_what_ray_tasks_listed_in_its_own_directory(tmp_pa
         fake_venv(home, name)
     host = probed(home)
     settings = config.from_mapping({"version": "2.60.0"})
-    host.facts["new_venv"] = fake_venv(home, installing.wanted_venv(host, settings))
+    host.state.new_venv = fake_venv(home, installing.wanted_venv(host, settings))
     installing.switch_venv(host)
     assert sorted(os.listdir(ray_commands.state_path(home, "venvs"))) == [
-        "ray-2.59.0-py3.11.2", f"ray-2.60.0-py{host.facts['python']}"]
+        "ray-2.59.0-py3.11.2", f"ray-2.60.0-py{host.facts.python}"]
 
     for value in (1, 2):
         bundle = worker_dir(tmp_path, value, requirements=None)
@@ -186,18 +189,18 @@ def test_requirements_follow_the_venv_and_a_failed_pip_is_repaired(tmp_path):
     calls = pip_calls(first)
     assert calls == ["-m pip install -q --disable-pip-version-check --no-index --find-links "
                      f"{home}/.ray-tasks/wheels -r {home}/.ray-tasks/worker_code/requirements.txt"]
-    assert probed(home).facts["requirements"] == bundle.requirements_digest
+    assert probed(home).state.requirements == bundle.requirements_digest
     assert worker_code.sync(probed(home), bundle, offline=True) == "worker code up to date"
 
     second = fake_venv(home, "ray-2.59.0-py3.11.2")
     open(os.path.join(second, "pip-fails"), "w").close()
     with pytest.raises(StepError):
         worker_code.sync(probed(home), bundle, offline=True)
-    assert probed(home).facts["requirements"] is None
+    assert probed(home).state.requirements is None
     os.remove(os.path.join(second, "pip-fails"))
     assert worker_code.sync(probed(home), bundle, offline=True) == "requirements.txt installed"
     assert len(pip_calls(second)) == 2 and len(pip_calls(first)) == 1
-    assert probed(home).facts["requirements"] == bundle.requirements_digest
+    assert probed(home).state.requirements == bundle.requirements_digest
 
 
 def test_a_new_venv_gets_the_worker_requirements_before_the_switch(tmp_path):
@@ -206,11 +209,11 @@ def test_a_new_venv_gets_the_worker_requirements_before_the_switch(tmp_path):
     fake_venv(home, "ray-2.60.0-py3.11.2")
     worker_code.sync(probed(home), worker_dir(tmp_path), offline=True)
     host = probed(home)
-    assert host.facts["worker_requirements"] == worker_dir(tmp_path).requirements_digest
+    assert host.facts.worker_requirements == worker_dir(tmp_path).requirements_digest
     commands = []
     host.run = lambda command, what, **kwargs: commands.append(command)
     installing.build_venv(host, config.from_mapping({"version": "2.59.0", "wheelhouse": True}))
-    venv = f"{home}/.ray-tasks/venvs/ray-2.59.0-py{host.facts['python']}"
+    venv = f"{home}/.ray-tasks/venvs/ray-2.59.0-py{host.facts.python}"
     assert f"{venv}/bin/python -m pip install -q --disable-pip-version-check --no-index " \
            f"--find-links {home}/.ray-tasks/wheels -r {home}/.ray-tasks/worker_code/" \
            "requirements.txt" in commands[0]
@@ -229,7 +232,8 @@ def test_the_venv_name_holds_the_extras(extras, name):
 
 def test_changing_the_extras_is_not_up_to_date():
     class Probed:
-        facts = {"python": "3.11.7", "venv_name": "ray-2.60.0-py3.11.7", "ray": "2.60.0"}
+        facts = SimpleNamespace(python="3.11.7", ray="2.60.0")
+        state = SimpleNamespace(venv_name="ray-2.60.0-py3.11.7")
 
     assert installing.up_to_date(Probed, config.from_mapping({"version": "2.60.0"}))
     assert not installing.up_to_date(Probed, config.from_mapping({"version": "2.60.0",

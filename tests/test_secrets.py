@@ -15,7 +15,7 @@ from conftest import namespaced_cluster, run_inv, user_env
 from ray_tasks import config
 from ray_tasks.hostkeys import KnownHosts
 from ray_tasks.inventory import Node
-from ray_tasks.runner import LocalHost, SshHost
+from ray_tasks.hosts import LocalHost, SshHost
 
 SECRET = b"0123456789abcdef-the-cluster-token\n"
 PTY_AND_ECHO = "run:\n  pty: true\n  echo: true\n  echo_stdin: true\n"

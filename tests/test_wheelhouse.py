@@ -7,8 +7,8 @@ from ray_tasks import installing, wheelhouse
 
 
 def host(name, python="3.11.2", machine="x86_64", glibc="2.36"):
-    return SimpleNamespace(node=name, facts={"python": python, "machine": machine,
-                                             "glibc": glibc})
+    return SimpleNamespace(node=name, facts=SimpleNamespace(python=python, machine=machine,
+                                                            glibc=glibc))
 
 
 class FakeRunner:
@@ -20,7 +20,8 @@ class FakeRunner:
     def each(self, step, hosts):
         for each in hosts:
             step(each)
-        return [each for each in hosts if each.node not in self.failed]
+        return SimpleNamespace(succeeded=[each for each in hosts
+                                          if each.node not in self.failed])
 
     def fail(self, failing, message, output=""):
         self.failed[failing.node] = message
@@ -34,7 +35,7 @@ def test_hosts_are_grouped_by_python_minor_machine_and_glibc():
     groups = wheelhouse.by_platform([a, arm, b, old, musl])
     assert [[each.node for each in group] for _, group in groups] == \
         [["a", "b"], ["arm"], ["old"], ["musl"]]
-    assert [facts["machine"] for facts, _ in groups] == ["x86_64", "aarch64", "x86_64", "x86_64"]
+    assert [facts.machine for facts, _ in groups] == ["x86_64", "aarch64", "x86_64", "x86_64"]
 
 
 def test_cache_folder_is_the_platform():
@@ -49,10 +50,10 @@ def test_each_node_gets_the_wheels_of_its_own_platform(monkeypatch, capsys):
     downloads, pushes = [], {}
 
     def download(settings, facts, requirement, name):
-        if facts["machine"] == "riscv64":
+        if facts.machine == "riscv64":
             raise installing.StepError("could not download the wheels of ray on this machine")
-        downloads.append(facts["machine"])
-        return f"/cache/{facts['machine']}", False
+        downloads.append(facts.machine)
+        return f"/cache/{facts.machine}", False
 
     def push(target, local):
         pushes[target.node] = local

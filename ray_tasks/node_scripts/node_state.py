@@ -211,24 +211,36 @@ def ownership(home):
     }
 
 
-def probe(home, port, head=""):
-    """Everything a task needs to know about this node, as one JSON object."""
+def installation(home):
+    """The probe's answer about the current venv and worker code."""
     state = os.path.join(home, STATE_DIR)
     venv = os.path.join(state, "venv")
     target = os.path.realpath(venv) if os.path.islink(venv) else None
     complete = bool(target) and os.path.exists(os.path.join(target, ".complete"))
+    code = os.path.join(state, "worker_code")
+    requirements = read_text(os.path.join(target, REQUIREMENTS_RECORD)) if complete else None
+    return {
+        "ray": ray_version(target) if complete else None,
+        "venv": target if complete else None,
+        "venv_name": os.path.basename(os.readlink(venv)) if complete else None,
+        "requirements": requirements.strip() if requirements else None,
+        "worker_code": os.path.basename(os.path.realpath(code)) if os.path.islink(code) else None,
+    }
+
+
+def probe(home, port, head=""):
+    """Everything a task needs to know about this node, as one JSON object."""
+    state = os.path.join(home, STATE_DIR)
     processes = cluster_processes(home)
     titles = [title for _, _, title in processes]
     comms = [comm for _, comm, _ in processes]
     workers = [title for title in titles if is_worker(title)]
-    code = os.path.join(state, "worker_code")
     try:
         with open(os.path.join(state, "cluster.json")) as handle:
             cluster = json.load(handle)
     except (OSError, ValueError):
         cluster = None
     libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else ""
-    requirements = read_text(os.path.join(target, REQUIREMENTS_RECORD)) if complete else None
     return {
         "hostname": socket.gethostname(),
         "home": home,
@@ -237,11 +249,7 @@ def probe(home, port, head=""):
         "root": os.geteuid() == 0,
         "machine": platform.machine(),
         "glibc": libc.split()[-1] if libc.startswith("glibc") else "",
-        "ray": ray_version(target) if complete else None,
-        "venv": target if complete else None,
-        "venv_name": os.path.basename(os.readlink(venv)) if complete else None,
-        "requirements": requirements.strip() if requirements else None,
-        "worker_code": os.path.basename(os.path.realpath(code)) if os.path.islink(code) else None,
+        **installation(home),
         "cluster": cluster,
         "raylet": "raylet" in comms,
         "gcs": "gcs_server" in comms,

@@ -5,8 +5,9 @@ import sys
 from invoke import task
 
 from .. import report, shell
-from ..runner import StepError
-from .options import COMMON_HELP, Cluster, common
+from ..cluster import Cluster
+from ..hosts import StepError
+from .options import COMMON_HELP, common
 
 
 def run_command(host, command):
@@ -14,9 +15,9 @@ def run_command(host, command):
     home = shell.home_relative(host.settings.installation_directory)
     prefix = f"cd {home} 2>/dev/null && [ -f setup-env.sh ] && . ./setup-env.sh; "
     result = host.run(prefix + command, "run the command", check=False)
-    output = result.stdout + result.stderr
     if result.exited != 0:
-        raise StepError(f"exit {result.exited}", output)
+        raise StepError.from_result(f"exit {result.exited}", result)
+    output = result.stdout + result.stderr
     if output.strip():
         report.host_output(host.node, output, stream=sys.stdout)
     return "ok"

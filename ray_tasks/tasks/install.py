@@ -2,11 +2,11 @@
 
 from invoke import task
 
-from .. import config, installing, ownership, report
-from ..runner import StepError
-from ..verify import cluster_test, run_selftest
-from .lifecycle import start_cluster, stop_cluster
-from .options import COMMON_HELP, Cluster, ask_sudo_password, common, user_error, user_errors
+from .. import cluster_lifecycle, installing, ownership, updating
+from ..cluster import Cluster
+from ..user_errors import user_error
+from ..cluster_tests import run_selftest
+from .options import COMMON_HELP, ask_sudo_password, common
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -20,15 +20,6 @@ def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
     with cluster.runner as runner:
         runner.each(lambda host: run_selftest(host, cluster.settings.version))
         runner.finish("selftest")
-
-
-def prepare_venvs(cluster, hosts):
-    """Wheelhouse push (if on) and venv build on ``hosts``; returns those that succeeded."""
-    runner, settings = cluster.runner, cluster.settings
-    if hosts and settings.wheelhouse:
-        hosts = installing.push_wheels(runner, settings, hosts, [settings.requirement],
-                                       settings.requirement)
-    return runner.each(lambda host: installing.build_venv(host, settings), hosts)
 
 
 @task(
@@ -60,52 +51,16 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
         ownership.check(runner, cluster.selected_hosts())
         installing.check_home_length(runner)
         if not cluster.head_selected():
-            runner.outcomes[str(cluster.head.node)].message = "head: its Python checked only"
-        for host in cluster.selected_hosts():
-            if host.facts["raylet"] and not installing.up_to_date(host, settings):
-                running = host.facts["ray"] or "(of an incomplete installation)"
-                runner.fail(host, f"Ray {running} is running here: inv stop first, or use inv "
-                            f"update --version={settings.version} to move a running cluster")
+            runner.note(cluster.head, "head: its Python checked only")
+        installing.check_not_running(runner, cluster.selected_hosts(), settings)
         needed = [host for host in cluster.selected_hosts()
                   if not installing.up_to_date(host, settings)]
         installing.check_disk(runner, needed)
         ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "install")
-        for host in cluster.selected_hosts():
-            if host not in needed:
-                report.host_line(host.node, f"up to date (ray {settings.version})")
-                runner.outcomes[str(host.node)].message = "up to date"
-        lacking = [host for host in needed if not host.facts["venv_support"]]
-        runner.each(lambda host: installing.add_venv_support(host, sudo_password), lacking)
-        built = prepare_venvs(cluster, needed)
-        runner.each(installing.switch_venv, built)
+        installing.say_up_to_date(runner, cluster.selected_hosts(), needed, settings)
+        installing.install_venvs(runner, settings, needed, sudo_password)
         runner.each(installing.ship_scripts, cluster.selected_hosts())
         runner.finish("install")
-
-
-def update_target(cluster, version):
-    """The release update moves to: ``version`` (already checked), else the newest on the
-    index; ``cluster.settings`` take it."""
-    if not version:
-        try:
-            version = installing.newest_version(cluster.head.facts["python"])
-        except StepError as error:
-            user_error(error.message)
-        report.say(f"update: newest Ray release on the index is {version}")
-    with user_errors():
-        cluster.settings = config.replace(cluster.settings, version=version)
-    return cluster.settings.version
-
-
-def restart_settings(cluster):
-    """The settings the running cluster was started with (cluster.json on the head),
-    checked before anything is stopped; None without a record."""
-    record = cluster.head.facts.get("cluster")
-    if not record:
-        return None
-    with user_errors():
-        return config.replace(
-            cluster.settings, num_workers=record["num_workers"], port=record["port"],
-            object_store_memory=record["object_store_memory"], start_args=record["start_args"])
 
 
 @task(auto_shortflags=False, help={**COMMON_HELP,
@@ -122,43 +77,25 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
         user_error("update acts on every node (a cluster runs one Ray version): drop --hosts")
     cluster = Cluster(c, version=version, wheelhouse=wheelhouse or None,
                       **common(nodes, hosts, key_file, username, installation_directory))
-    if cluster.settings.hosts:
-        user_error("update acts on every node (a cluster runs one Ray version): unset "
-                   f"ray.hosts ({cluster.settings.hosts!r}, from INVOKE_RAY_HOSTS, a YAML file "
-                   "or an earlier task's --hosts)")
+    updating.check_every_node(cluster)
     with cluster.runner as runner:
         cluster.stop_here("update")
         installing.check_pythons(runner, cluster.head)
         cluster.stop_here("update")
-        version = c.config.ray.version = update_target(cluster, version)
-        runner.settings = cluster.settings
+        c.config.ray.version = updating.update_target(cluster, version)
         hosts = runner.ready
-        if all(installing.up_to_date(host, cluster.settings) for host in hosts):
-            for host in hosts:
-                runner.outcomes[str(host.node)].message = f"up to date (ray {version})"
-            report.say(f"update: every node already runs ray {version}; nothing to do")
+        if updating.all_up_to_date(cluster, hosts):
             runner.finish("update")
             return
-        restart = restart_settings(cluster)
-        running = [host for host in hosts if host.facts["raylet"]]
+        restart = updating.restart_settings(cluster)
+        running = [host for host in hosts if host.state.raylet]
         needed = [host for host in hosts if not installing.up_to_date(host, cluster.settings)]
         installing.check_disk(runner, needed)
         ownership.check(runner, hosts)
         ownership.claim_after_preflight(cluster, hosts, "update")
-        if len(prepare_venvs(cluster, needed)) < len(needed):
-            report.say("update: not every node could build the new venv; nothing was switched")
-            runner.finish("update")
+        updating.build(cluster, needed)
         if running:
-            stop_cluster(cluster, hosts)
-        switched = runner.each(installing.switch_venv, needed)
-        if len(switched) < len(needed):
-            report.say("update: not every node could switch; switching the others back")
-            runner.each(installing.switch_back, switched)
-        runner.each(installing.ship_scripts)
-        if running and restart:
-            start_cluster(cluster, restart)
-        if len(runner.ready) == len(hosts):
-            runner.each(lambda host: run_selftest(host, version))
-            if running:
-                cluster_test(cluster)
+            cluster_lifecycle.stop_cluster(cluster, hosts)
+        updating.switch_or_roll_back(cluster, needed)
+        updating.restart(cluster, hosts, running, restart)
         runner.finish("update")

@@ -11,10 +11,24 @@ from invoke import task
 from invoke.exceptions import ThreadException
 
 from .. import report, shell
-from ..verify import cluster_test, run_selftest
-from .options import COMMON_HELP, Cluster, common, user_error
+from ..cluster import Cluster
+from ..user_errors import user_error
+from ..cluster_tests import cluster_test, run_selftest
+from .options import COMMON_HELP, common
 
 DASHBOARD_PORT = 8265
+
+
+def print_cluster_test(cluster, view):
+    """The table of what the cluster test saw of each selected node (none without a view)."""
+    rows = []
+    for host in cluster.selected_hosts():
+        seen = view.get(host.ip, {})
+        rows.append((host.node, seen.get("hostname", "-"), "alive" if seen.get("alive") else "-",
+                     seen.get("object_from", "-"), ",".join(seen.get("modules", [])) or "-"))
+    if rows:
+        report.say("\ncluster test\n" + report.table(
+            ("node", "hostname", "in cluster", "object read from", "worker_code modules"), rows))
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -27,20 +41,34 @@ def test(c, nodes=None, hosts=None, key_file=None, username=None, installation_d
                       **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner as runner:
         cluster.stop_here("test")
-        version = cluster.head.facts["ray"] or cluster.settings.version
+        version = cluster.head.facts.ray or cluster.settings.version
         runner.each(lambda host: run_selftest(host, version), cluster.selected_hosts())
-        nodes_view = cluster_test(cluster)
-        rows = []
-        for host in cluster.selected_hosts():
-            seen = nodes_view.get(host.ip, {})
-            rows.append((host.node, seen.get("hostname", "-"),
-                         "alive" if seen.get("alive") else "-",
-                         seen.get("object_from", "-"), ",".join(seen.get("modules", [])) or "-"))
-        if rows:
-            report.say("\ncluster test\n" + report.table(
-                ("node", "hostname", "in cluster", "object read from", "worker_code modules"),
-                rows))
+        print_cluster_test(cluster, cluster_test(cluster))
         runner.finish("test")
+
+
+def print_nodes(runner):
+    """The table of every node as probed (unreachable ones too)."""
+    rows = []
+    for host in runner.hosts:
+        if host not in runner.ready:
+            rows.append((host.node, "unreachable", "-", "-", "-", "-"))
+            continue
+        facts = host.facts
+        role = "head" if facts.gcs else "worker" if facts.raylet else "stopped"
+        rows.append((host.node, facts.hostname, facts.python, facts.ray or "-", role,
+                     facts.workers))
+    report.say(report.table(("node", "hostname", "python", "ray", "ray running", "workers"),
+                            rows))
+
+
+def print_ray_status(cluster):
+    """Ray's own view of the cluster (ray status), from the head when it runs."""
+    runner, head = cluster.runner, cluster.runner.hosts[0]
+    if head.node == cluster.nodes[0] and head in runner.ready and head.state.gcs:
+        setup = shell.quote(posixpath.join(head.home, "setup-env.sh"))
+        result = head.run(f". {setup} && ray status", "run ray status", check=False)
+        report.say("\nray status (on the head):\n" + (result.stdout or result.stderr))
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -51,22 +79,8 @@ def status(c, nodes=None, hosts=None, key_file=None, username=None,
     Then Ray's own view of the cluster (ray status) from the head."""
     cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner as runner:
-        rows = []
-        for host in runner.hosts:
-            if host not in runner.ready:
-                rows.append((host.node, "unreachable", "-", "-", "-", "-"))
-                continue
-            facts = host.facts
-            role = "head" if facts["gcs"] else "worker" if facts["raylet"] else "stopped"
-            rows.append((host.node, facts["hostname"], facts["python"], facts["ray"] or "-",
-                         role, facts["workers"]))
-        report.say(report.table(("node", "hostname", "python", "ray", "ray running", "workers"),
-                                rows))
-        head = runner.hosts[0]
-        if head.node == cluster.nodes[0] and head in runner.ready and head.facts["gcs"]:
-            setup = shell.quote(posixpath.join(head.home, "setup-env.sh"))
-            result = head.run(f". {setup} && ray status", "run ray status", check=False)
-            report.say("\nray status (on the head):\n" + (result.stdout or result.stderr))
+        print_nodes(runner)
+        print_ray_status(cluster)
         runner.finish("status")
 
 
@@ -117,7 +131,7 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
     with cluster.runner as runner:
         cluster.stop_here("dashboard")
         head = cluster.head
-        if not head.facts["gcs"]:
+        if not head.state.gcs:
             runner.fail(head, "the cluster is not running: use inv start")
             runner.finish("dashboard")
         url = f"http://127.0.0.1:{local_port}"
