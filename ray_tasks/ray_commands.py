@@ -23,13 +23,9 @@ import re
 
 from . import shell
 from .node_scripts import source
+from .node_scripts.node_state import (MARKER, OWNER_FILE, REQUIREMENTS_RECORD, SETUP_ENV,
+                                      SETUP_ENV_RECORD, STATE_DIR)
 
-MARKER = "RAY_TASKS_HOME"
-STATE_DIR = ".ray-tasks"
-OWNER_FILE = "owner"
-SETUP_ENV = "setup-env.sh"
-SETUP_ENV_RECORD = "setup-env.sha256"
-REQUIREMENTS_RECORD = ".requirements"
 DEFAULT_EXTRAS = "default"
 
 # Ray's longest socket path is <temp dir>/session_<YYYY-MM-DD>_<HH-MM-SS>_<usec>_<pid>/sockets/

@@ -22,7 +22,7 @@ import sys
 import time
 
 MARKER = "RAY_TASKS_HOME"
-# What ray-tasks owns under the installation directory (the same names as ray_commands.py).
+# What ray-tasks owns under the installation directory (ray_commands.py imports these names).
 STATE_DIR = ".ray-tasks"
 OWNER_FILE = "owner"
 SETUP_ENV = "setup-env.sh"
