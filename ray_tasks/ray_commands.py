@@ -88,6 +88,17 @@ def setup_env_path(home):
     return posixpath.join(home, SETUP_ENV)
 
 
+def enter_cluster_env(installation_directory):
+    """Shell text that enters the installation directory (``~`` is the login user's home)
+    and sources setup-env.sh there, but only the one ray-tasks wrote (its sha256 is
+    recorded): a file of that name that is the user's own is never run."""
+    digest = f'"$(sha256sum < {SETUP_ENV} | cut -d " " -f 1)"'
+    record = shell.quote(posixpath.join(STATE_DIR, SETUP_ENV_RECORD))
+    return (f"cd {shell.home_relative(installation_directory)} 2>/dev/null && "
+            f"[ -f {SETUP_ENV} ] && grep -qxF {digest} {record} 2>/dev/null && "
+            f". ./{SETUP_ENV}; ")
+
+
 def claim(home):
     """Make ray-tasks' own directory and its owner file together (``mkdir`` fails on a
     directory that is already there: ray-tasks never adopts one it did not make). It holds

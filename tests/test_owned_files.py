@@ -16,6 +16,7 @@ from ray_tasks.cluster_record import ClusterRecord
 from ray_tasks.hosts import LocalHost, StepError
 from ray_tasks.inventory import Node
 from ray_tasks.node_scripts import node_state
+from ray_tasks.tasks.commands import run_command
 
 USER_FILES = {
     "code/thesis/main.py": "print('my thesis')\n",
@@ -265,3 +266,19 @@ def test_the_longest_home_leaves_room_for_rays_socket_with_a_7_digit_pid():
                         plasma.bind(os.path.join(sockets, "plasma_store"))
     finally:
         subprocess.run(["rm", "-rf", "--", home, home + "y"])
+
+
+def test_exec_sources_only_the_setup_env_ray_tasks_wrote(tmp_path):
+    home, _ = user_home(tmp_path)
+    host = probed(home)
+    ownership.claim(host)
+    ray_nodes.write_cluster_files(host, ClusterRecord(head="10.0.0.1:6379"), "t0ken",
+                                  local=False)
+    assert run_command(host, f"echo $RAY_ADDRESS > {tmp_path}/ours") == "ok"
+    assert (tmp_path / "ours").read_text() == "10.0.0.1:6379\n"
+
+    with open(os.path.join(home, "setup-env.sh"), "w") as handle:
+        handle.write(f"touch {tmp_path}/ran\nexport RAY_ADDRESS=users-own\n")
+    assert run_command(host, f"echo $RAY_ADDRESS > {tmp_path}/theirs") == "ok"
+    assert (tmp_path / "theirs").read_text() == "\n"
+    assert not (tmp_path / "ran").exists()

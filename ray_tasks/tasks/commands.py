@@ -4,16 +4,16 @@ import sys
 
 from invoke import task
 
-from .. import report, shell
+from .. import ray_commands, report
 from ..cluster import Cluster
 from ..hosts import StepError
 from .options import COMMON_HELP, common
 
 
 def run_command(host, command):
-    """Run the operator's command in the installation directory, setup-env.sh sourced."""
-    home = shell.home_relative(host.settings.installation_directory)
-    prefix = f"cd {home} 2>/dev/null && [ -f setup-env.sh ] && . ./setup-env.sh; "
+    """Run the operator's command in the installation directory, the setup-env.sh that
+    ray-tasks wrote sourced."""
+    prefix = ray_commands.enter_cluster_env(host.settings.installation_directory)
     result = host.run(prefix + command, "run the command", check=False)
     if result.exited != 0:
         raise StepError.from_result(f"exit {result.exited}", result)
