@@ -17,12 +17,12 @@ def check_ready_to_start(cluster):
     if head in runner.ready and not head.state.gcs and not head.facts.port_free:
         runner.fail(head, f"port {settings.port} is in use on the head (another Ray, or "
                     "Redis?): stop it or set ray.port")
-    store = settings.object_store_memory
     for host in runner.ready:
+        store = host.node.settings.over(settings).object_store_memory
         if store and not host.state.raylet and host.facts.shm_free < store:
             runner.fail(host, f"/dev/shm has {host.facts.shm_free // 2**20} MiB free, less "
                         f"than the object store ({store // 2**20} MiB): free it or lower "
-                        "ray.object_store_memory")
+                        "ray.object_store_memory (or the node's object_store_memory=)")
     for host in runner.ready:
         if not host.facts.ray:
             runner.fail(host, f"Ray is not installed in {host.home}: run inv install")
