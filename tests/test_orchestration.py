@@ -220,6 +220,24 @@ def test_ray_start_carries_each_nodes_own_resources(fake, monkeypatch, tmp_path,
     assert [arg for arg in start_args(w2) if resources.match(arg)] == [
         *others, f"--memory={2**30}", f"--object-store-memory={200 * 2**20}"]
     assert [arg for arg in start_args(w3) if resources.match(arg)] == others
+    out = capsys.readouterr().out
+    assert re.search(r"^node\s+ip\s+CPUs\s+GPUs\s+memory\s+object store\s+custom resources$",
+                     out, re.M), out
+    assert re.search(rf"^{re.escape(HEAD)}\s+\S+\s+4\s+1\s+4\.0 GiB\s+1\.0 GiB\s+"
+                     r"fast=0\.5,ssd=2$", out, re.M), out
+    assert re.search(rf"^{re.escape(W2)}\s+\S+\s+{num_workers or 2}\s+0\s+1\.0 GiB\s+"
+                     r"200 MiB\s+-$", out, re.M), out
+
+
+def test_status_shows_the_resources_ray_reports_asking_the_head_once(fake, inv, running):
+    head, w2, w3 = running
+    ran = inv("status")
+    assert ran.code == 0, ran.out + ran.err
+    table = ran.out.split("resources (as Ray reports them, from the head):\n")[1]
+    assert re.search(rf"^{re.escape(W2)}\s+{re.escape(W2)}\s+2\s+0\s+4\.0 GiB\s+1\.0 GiB\s+-$",
+                     table, re.M), table
+    assert len(head.sent("cluster_check.py")) == 1
+    assert not w2.sent("cluster_check.py") and not w3.sent("cluster_check.py")
 
 
 def test_a_node_with_settings_is_retried_by_its_address(fake, monkeypatch, tmp_path, capsys):
