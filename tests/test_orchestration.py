@@ -244,10 +244,11 @@ def test_a_node_with_settings_is_retried_by_its_address(fake, monkeypatch, tmp_p
     head, w2, w3 = three(fake)
     w2.on("bin/ray start", (1, "", "raylet died"))
     run = fleet_inv(fake, monkeypatch, tmp_path,
-                    f"{HEAD}\n{W2} cpus=2 ray_ip={W2}\n{W3} resource.ssd=1\n")
+                    f"{HEAD}\n{W2} cpus=2 ray_ip={W2}\n{W3} resource.ssd=1\n",
+                    NUM_WORKERS="")
     assert run("start") == 1
-    assert re.search(rf"retry just them: inv start .*--hosts={re.escape(W2)}$",
-                     capsys.readouterr().err, re.M)
+    assert re.search(r"retry just them: inv start --nodes=\S+ --installation-directory=/opt/rt "
+                     rf"--worker-dir=\S+ --hosts={re.escape(W2)}$", capsys.readouterr().err, re.M)
 
 
 def test_ray_ip_is_the_address_ray_uses_and_the_others_route_towards(fake, monkeypatch,
