@@ -48,11 +48,16 @@ def joining_settings(cluster):
     joining = [host for host in cluster.selected_hosts() if not host.state.raylet]
     if differing and joining:
         report.say("start: the running cluster was started with "
-                   + ", ".join(f"{key}={getattr(recorded, key)!r}" for key in differing)
+                   + ", ".join(_setting(recorded, key) for key in differing)
                    + " (recorded on the head): new nodes join with that, not with "
-                   + ", ".join(f"{key}={getattr(settings, key)!r}" for key in differing)
+                   + ", ".join(_setting(settings, key) for key in differing)
                    + "; to change it, inv stop then inv start")
     return recorded
+
+
+def _setting(settings, key):
+    value = getattr(settings, key)
+    return f"{key} unset (Ray decides)" if value is None else f"{key}={value!r}"
 
 
 def sync_code(cluster, bundle, hosts):

@@ -16,8 +16,8 @@ import types
 import pytest
 
 from conftest import REPO
-from fake_hosts import (FakeCluster, controller_env, forbid_traffic, matches, run_inv,
-                        use_fakes)
+from fake_hosts import (CLUSTER_FILE, FakeCluster, controller_env, forbid_traffic, matches,
+                        run_inv, use_fakes)
 from ray_tasks import config
 from ray_tasks.inventory import parse_nodes
 from ray_tasks.runner import Runner
@@ -238,6 +238,18 @@ def test_status_shows_the_resources_ray_reports_asking_the_head_once(fake, inv, 
                      table, re.M), table
     assert len(head.sent("cluster_check.py")) == 1
     assert not w2.sent("cluster_check.py") and not w3.sent("cluster_check.py")
+
+
+def test_a_node_joining_a_cluster_where_ray_counted_the_cpus_does_so_too(fake, inv):
+    head, w2, w3 = three(fake)
+    for node in (head, w2):
+        node.files[CLUSTER_FILE] = json.dumps({"head": f"{HEAD}:6379", "num_workers": ""})
+        node.gcs, node.raylet, node.alive = node is head, True, True
+    ran = inv("start")  # with INVOKE_RAY_NUM_WORKERS=2
+    assert ran.code == 0, ran.out + ran.err
+    assert ("started with num_workers unset (Ray decides) (recorded on the head): new nodes "
+            "join with that, not with num_workers=2") in ran.out
+    assert not any(arg.startswith("--num-cpus") for arg in start_args(w3))
 
 
 def test_a_node_with_settings_is_retried_by_its_address(fake, monkeypatch, tmp_path, capsys):
