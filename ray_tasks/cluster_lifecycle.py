@@ -8,6 +8,7 @@ import dataclasses
 from . import config, installing, ray_nodes, report, shell, worker_code
 from .cluster_record import ClusterRecord
 from .hosts import StepError
+from .node_settings import RAY_RESOURCES
 
 
 def check_ready_to_start(cluster):
@@ -17,12 +18,12 @@ def check_ready_to_start(cluster):
     if head in runner.ready and not head.state.gcs and not head.facts.port_free:
         runner.fail(head, f"port {settings.port} is in use on the head (another Ray, or "
                     "Redis?): stop it or set ray.port")
-    store = settings.object_store_memory
     for host in runner.ready:
+        store = host.node.settings.over(settings).object_store_memory
         if store and not host.state.raylet and host.facts.shm_free < store:
             runner.fail(host, f"/dev/shm has {host.facts.shm_free // 2**20} MiB free, less "
                         f"than the object store ({store // 2**20} MiB): free it or lower "
-                        "ray.object_store_memory")
+                        "ray.object_store_memory (or the node's object_store_memory=)")
     for host in runner.ready:
         if not host.facts.ray:
             runner.fail(host, f"Ray is not installed in {host.home}: run inv install")
@@ -47,11 +48,16 @@ def joining_settings(cluster):
     joining = [host for host in cluster.selected_hosts() if not host.state.raylet]
     if differing and joining:
         report.say("start: the running cluster was started with "
-                   + ", ".join(f"{key}={getattr(recorded, key)!r}" for key in differing)
+                   + ", ".join(_setting(recorded, key) for key in differing)
                    + " (recorded on the head): new nodes join with that, not with "
-                   + ", ".join(f"{key}={getattr(settings, key)!r}" for key in differing)
+                   + ", ".join(_setting(settings, key) for key in differing)
                    + "; to change it, inv stop then inv start")
     return recorded
+
+
+def _setting(settings, key):
+    value = getattr(settings, key)
+    return f"{key} unset (Ray decides)" if value is None else f"{key}={value!r}"
 
 
 def sync_code(cluster, bundle, hosts):
@@ -173,18 +179,39 @@ def attach_command(cluster):
     return shell.join(*ssh) + " " + shell.quote(setup)
 
 
+def _bytes(amount):
+    return f"{amount / 2**30:.1f} GiB" if amount >= 2**30 else f"{int(amount) // 2**20} MiB"
+
+
+def resource_cells(resources):
+    """A node's resources as Ray reports them (its totals, from the cluster view): CPUs,
+    GPUs, memory, object store and the custom resources; dashes for a node not in it."""
+    if not resources:
+        return ("-",) * 5
+    custom = [f"{name}={amount:g}" for name, amount in sorted(resources.items())
+              if name not in RAY_RESOURCES and ":" not in name]  # not node:IP and such
+    return (f"{resources.get('CPU', 0):g}", f"{resources.get('GPU', 0):g}",
+            _bytes(resources.get("memory", 0)), _bytes(resources.get("object_store_memory", 0)),
+            ",".join(custom) or "-")
+
+
+def resource_table(hosts, view):
+    """The table of each of ``hosts`` with its address and resources in ``view``."""
+    rows = [(host.node, host.ip, *resource_cells(view.get(host.ip, {}).get("resources")))
+            for host in hosts]
+    return report.table(("node", "ip", "CPUs", "GPUs", "memory", "object store",
+                         "custom resources"), rows)
+
+
 def print_cluster(cluster, view):
     """The cluster summary and how to attach a driver."""
     if not view:
         return
-    rows = []
-    for host in cluster.selected_hosts():
-        resources = view.get(host.ip, {}).get("resources", {})
-        store = int(resources.get("object_store_memory", 0)) // 2**20
-        rows.append((host.node, host.ip, int(resources.get("CPU", 0)), f"{store} MiB"))
+    hosts = cluster.selected_hosts()
+    alive = [host for host in hosts if view.get(host.ip, {}).get("alive")]
     address = ray_nodes.head_address(cluster.head, cluster.settings.port)
-    report.say(f"\ncluster at {address}: {len(rows)} node(s) alive\n"
-               + report.table(("node", "ip", "CPUs", "object store"), rows))
+    report.say(f"\ncluster at {address}: {len(alive)} node(s) alive\n"
+               + resource_table(hosts, view))
     report.say(f"\nattach a driver on the head:\n  {attach_command(cluster)}")
 
 

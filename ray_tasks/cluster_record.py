@@ -14,11 +14,12 @@ from . import config
 @dataclasses.dataclass(frozen=True)
 class ClusterRecord:
     """The head's address and the settings the cluster was started with (a setting absent
-    from an older cluster.json is None)."""
+    from an older cluster.json is None). The per-node values are not recorded: they come
+    from nodes.txt."""
 
     head: str
     port: int | None = None
-    num_workers: int | None = None
+    num_workers: int | str | None = None  # "" when Ray counted each node's CPUs
     object_store_memory: int | str | None = None  # "" when Ray chose the size
     start_args: str | None = None
 
@@ -27,7 +28,7 @@ class ClusterRecord:
     @classmethod
     def of(cls, settings, address):
         """The record of a cluster started with ``settings``, its head at ``address``."""
-        return cls(head=address, port=settings.port, num_workers=settings.num_workers,
+        return cls(head=address, port=settings.port, num_workers=settings.num_workers or "",
                    object_store_memory=settings.object_store_memory or "",
                    start_args=settings.start_args)
 

@@ -26,7 +26,7 @@ DEFAULTS = {
     "wheel_cache": "~/.cache/ray-tasks/wheels",
     "worker_dir": "example_ray_code",
     "port": "6379",
-    "num_workers": "10",
+    "num_workers": "",
     "object_store_memory": "",
     "start_args": "",
     "parallel": "10",
@@ -40,13 +40,14 @@ DEFAULTS = {
 }
 
 HOST_KEY_POLICIES = ("accept-new", "strict", "off")
-WHOLE_NUMBERS = ("num_workers", "parallel")
+WHOLE_NUMBERS = ("parallel",)
 TIMEOUTS = ("connect_timeout", "command_timeout", "join_timeout")
 # A week: longer timeouts would overflow the socket options they end up in.
 MAX_TIMEOUT = 7 * 24 * 3600
 # Settings read as text: every one with a text default but those parsed below.
 TEXT = tuple(key for key, default in DEFAULTS.items() if isinstance(default, str)
-             and key not in ("port", *WHOLE_NUMBERS, *TIMEOUTS, "object_store_memory", "version"))
+             and key not in ("port", "num_workers", *WHOLE_NUMBERS, *TIMEOUTS,
+                            "object_store_memory", "version"))
 # Ray refuses an object store smaller than this (OBJECT_STORE_MINIMUM_MEMORY_BYTES).
 MIN_OBJECT_STORE = 75 * 2**20
 
@@ -76,7 +77,7 @@ class Settings:
     wheel_cache: str
     worker_dir: str
     port: int
-    num_workers: int
+    num_workers: int | None  # None: Ray counts the node's logical CPUs
     object_store_memory: int | None
     start_args: str
     parallel: int
@@ -95,22 +96,23 @@ class Settings:
         return f"ray{extras}=={self.version}"
 
 
-def parse_size(text):
+def parse_size(text, key="object_store_memory"):
     """Bytes from ``123``, ``200M``, ``1.5G`` or ``512MiB``; None for an empty value.
 
-    Refuses what is not a size and a size below Ray's minimum object store (75 MiB)."""
+    Refuses what is not a size and a size below Ray's minimum object store (75 MiB); the
+    ConfigError names ``key``."""
     if text in ("", None):
         return None
     match = None if isinstance(text, bool) else _SIZE.match(str(text))
     if not match:
-        raise ConfigError(f"object_store_memory: {text!r} is not a size (e.g. 200M, 2G)")
+        raise ConfigError(f"{key}: {text!r} is not a size (e.g. 200M, 2G)")
     number, unit = match.groups()
     size = float(number) * 1024 ** " KMGT".index(unit.upper() or " ")
     if size == float("inf"):
-        raise ConfigError(f"object_store_memory: {text!r} is too large")
+        raise ConfigError(f"{key}: {text!r} is too large")
     size = int(size)
     if size < MIN_OBJECT_STORE:
-        raise ConfigError(f"object_store_memory: {text!r} is {size} bytes, below Ray's "
+        raise ConfigError(f"{key}: {text!r} is {size} bytes, below Ray's "
                           f"minimum of {MIN_OBJECT_STORE // 2**20}M")
     return size
 
@@ -153,6 +155,7 @@ def from_mapping(section):
     values["port"] = whole_number("port", values["port"], highest=65535)
     for key in WHOLE_NUMBERS:
         values[key] = whole_number(key, values[key])
+    values["num_workers"] = optional_whole_number("num_workers", values["num_workers"])
     for key in TIMEOUTS:
         values[key] = whole_number(key, values[key], highest=MAX_TIMEOUT)
     values["object_store_memory"] = parse_size(values["object_store_memory"])
@@ -187,6 +190,13 @@ def whole_number(key, value, highest=None):
         allowed = f"1-{highest}" if highest else "at least 1"
         raise ConfigError(f"{key}: must be {allowed}, got {number}")
     return number
+
+
+def optional_whole_number(key, value):
+    """``value`` as a positive integer, or None when it is empty (unset: Ray decides)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return whole_number(key, value)
 
 
 def _text(key, value):

@@ -1,9 +1,12 @@
-"""nodes.txt: one node per line, ``[user@]host[:port]``, the first node is the head."""
+"""nodes.txt: one node per line, ``[user@]host[:port]`` then optional ``key=value`` settings
+(node_settings.py), the first node is the head."""
 
 import dataclasses
 import ipaddress
 import os
 import re
+
+from .node_settings import NodeSettings, parse_words
 
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -18,12 +21,13 @@ class InventoryError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Node:
-    """One machine of the cluster, as written in nodes.txt."""
+    """One machine of the cluster, as written in nodes.txt (``str()`` gives its address)."""
 
     host: str
     user: str | None = None
     port: int | None = None
     line: int = 0
+    settings: NodeSettings = NodeSettings()
 
     @property
     def is_local(self):
@@ -109,10 +113,10 @@ def parse_nodes(text, filename="nodes.txt"):
         if not entry:
             continue
         where = f"{filename}:{number}"
-        if len(entry.split()) > 1:
-            raise InventoryError(f"{where}: one node per line, got {entry!r}")
+        address, *words = entry.split()
         try:
-            node = dataclasses.replace(parse_line(entry), line=number)
+            node = dataclasses.replace(parse_line(address), line=number,
+                                       settings=parse_words(words))
         except ValueError as error:
             raise InventoryError(f"{where}: {error} in {entry!r}") from None
         key = machine_key(node)

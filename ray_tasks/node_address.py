@@ -4,6 +4,8 @@ It must be the address the other nodes reach the node by, which is not always th
 controller reaches it by: through a jump host the SSH peer is the jump host, behind a NAT
 several nodes share one public address. So, from the probe (one round trip):
 
+- a node with ``ray_ip=`` in nodes.txt: that address, whatever the rules below would find
+  (the head's is then the address the other nodes look for a route towards);
 - the head: the address its SSH server took the controller's connection on (the third
   field of SSH_CONNECTION on the node), else its source address towards its own SSH host
   name;

@@ -18,6 +18,7 @@ Clean-up removes entries of ``venvs/`` and ``code/`` by name, never by a pattern
 directory: only names the probe listed in ray-tasks' own directory.
 """
 
+import json
 import posixpath
 import re
 
@@ -229,20 +230,31 @@ def ray_env(home, local):
     return env
 
 
-def ray_start(settings, home, ip, num_cpus, head_address=None, local=False, timeout=None):
-    """``ray start`` for the head (``head_address`` None) or for a node joining it."""
+def resource_args(resources):
+    """The ``ray start`` arguments that give a node its resources, from its NodeSettings laid
+    over the configured ones (``NodeSettings.over``); what is not set there Ray detects."""
+    args = [f"--{flag}={value}" for flag, value in (
+        ("num-cpus", resources.cpus), ("num-gpus", resources.gpus),
+        ("memory", resources.memory), ("object-store-memory", resources.object_store_memory))
+        if value is not None]
+    if resources.resources:
+        args.append("--resources=" + json.dumps(dict(resources.resources), sort_keys=True))
+    return args
+
+
+def ray_start(settings, home, ip, resources, head_address=None, local=False, timeout=None):
+    """``ray start`` for the head (``head_address`` None) or for a node joining it, with the
+    node's ``resources`` (resource_args)."""
     role = ["--head", f"--port={settings.port}", "--dashboard-host=127.0.0.1"]
     if head_address:
         role = [f"--address={head_address}"]
     args = [
         *role,
         f"--node-ip-address={ip}",
-        f"--num-cpus={num_cpus}",
+        *resources,
         f"--temp-dir={temp_dir(home)}",
         "--disable-usage-stats",
     ]
-    if settings.object_store_memory:
-        args.append(f"--object-store-memory={settings.object_store_memory}")
     args.extend(shell.split_args(settings.start_args))
     limit = ["timeout", str(timeout)] if timeout else []
     return (f"cd {shell.quote(home)} && env {shell.env_assignments(ray_env(home, local))} "

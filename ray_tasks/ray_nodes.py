@@ -37,12 +37,18 @@ def _failed_start(host, what, error):
     return StepError(f"{what}: {error.message}", error.output + logs)
 
 
+def resources(host, settings):
+    """The ``ray start`` resource arguments of ``host``: its nodes.txt settings laid over
+    ``settings`` (the node's values win)."""
+    return ray_commands.resource_args(host.node.settings.over(settings))
+
+
 def start_head(host, settings, local):
     if host.state.gcs:
         return "head already running"
     if host.state.raylet:
         raise StepError("this node runs Ray as a worker of another head: inv stop first")
-    command = ray_commands.ray_start(settings, host.home, host.ip, settings.num_workers,
+    command = ray_commands.ray_start(settings, host.home, host.ip, resources(host, settings),
                                      local=local, timeout=HEAD_START_TIMEOUT)
     try:
         host.run(command, "start the head")
@@ -53,7 +59,7 @@ def start_head(host, settings, local):
 
 
 def join_cluster(host, settings, address):
-    command = ray_commands.ray_start(settings, host.home, host.ip, settings.num_workers,
+    command = ray_commands.ray_start(settings, host.home, host.ip, resources(host, settings),
                                      head_address=address, timeout=settings.join_timeout)
     try:
         host.run(command, f"join the head at {address}")

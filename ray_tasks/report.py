@@ -64,8 +64,9 @@ _TASK_ENV = {"selftest": ("version",)}
 def retry_command(task, hosts, settings, defaults, arguments=()):
     """The command that reruns ``task`` on ``hosts`` with the settings that differ from
     ``defaults`` (update: on every node, at the same version), quoted for any shell."""
-    def changed(key):
-        return key in defaults and getattr(settings, key) != defaults[key]
+    def changed(key):  # None: unset, as by default
+        value = getattr(settings, key)
+        return key in defaults and value is not None and value != defaults[key]
 
     flags = [key for key in _COMMON_FLAGS + _TASK_FLAGS.get(task, ()) if changed(key)]
     if task == "update" and "version" not in flags:

@@ -100,7 +100,7 @@ class Runner:
         if head is None or head.ip is not None or head not in self.ready:
             return
         try:
-            head.ip = node_address.head_ip(head.facts.address)
+            head.ip = head.node.settings.ray_ip or node_address.head_ip(head.facts.address)
         except node_address.AddressUnknown as error:
             self.fail(head, str(error))
             return
@@ -108,9 +108,11 @@ class Runner:
                   [host for host in self.ready if host is not head])
 
     def _place_towards(self, host, head):
-        """A node's address: its source address towards the head at ``head``, asked again
-        towards that address when the probe's route went elsewhere."""
-        address = node_address.towards_head(host.facts.address.get("to_head", {}), head)
+        """A node's address: its ray_ip= in nodes.txt, else its source address towards the
+        head at ``head``, asked again towards that address when the probe's route went
+        elsewhere."""
+        address = host.node.settings.ray_ip or node_address.towards_head(
+            host.facts.address.get("to_head", {}), head)
         if address is None:
             answer = host.run_node_script("route", head, str(self.settings.port),
                                           what="find its address towards the head")

@@ -65,6 +65,7 @@ class FakeNode:
     gcs: bool = False
     alive: bool = False  # an alive node in the head's view of the cluster
     worker_code: str | None = None
+    resources: dict = dataclasses.field(default_factory=dict)  # as Ray reports them
     files: dict = dataclasses.field(default_factory=dict)
     rules: list = dataclasses.field(default_factory=list)
     log: list = dataclasses.field(default_factory=list)
@@ -232,9 +233,11 @@ class FakeCluster:
 
     def start_head(self, node, match):
         node.gcs = node.raylet = node.alive = True
+        node.resources = started_resources(match.string)
 
     def join(self, node, match):
         node.raylet = node.alive = True
+        node.resources = started_resources(match.string)
 
     def wait(self, node, match):
         """cluster_check.py wait: until every expected node is alive, the timeout or the
@@ -244,7 +247,8 @@ class FakeCluster:
             self.changed.wait_for(lambda: self.cancelled or all(
                 self.nodes[ip].alive for ip in expected), timeout=float(match[2]))
         alive = [ip for ip, each in self.nodes.items() if each.alive]
-        nodes = {ip: {"alive": ip in alive, "resources": {"CPU": 2.0} if ip in alive else {}}
+        nodes = {ip: {"alive": ip in alive,
+                      "resources": self.nodes[ip].resources if ip in alive else {}}
                  for ip in expected + alive}
         printed = json.dumps({"ok": all(ip in alive for ip in expected), "nodes": nodes})
         return int(not all(ip in alive for ip in expected)), printed, ""
@@ -265,6 +269,18 @@ class FakeCluster:
 
     def claim(self, node, match):
         node.owned = True
+
+
+def started_resources(command):
+    """What Ray reports of a node that ``ray start`` (``command``) started: its resource
+    flags, else what Ray finds on a fake machine (2 CPUs, no GPU, 4 GiB, a 1 GiB store)."""
+    flags = dict(arg[2:].split("=", 1) for arg in shlex.split(command.split(" start ", 1)[1])
+                 if arg.startswith("--") and "=" in arg)
+    resources = {"CPU": float(flags.get("num-cpus", 2)), "GPU": float(flags.get("num-gpus", 0)),
+                 "memory": float(flags.get("memory", 4 * 2**30)),
+                 "object_store_memory": float(flags.get("object-store-memory", 2**30))}
+    resources.update(json.loads(flags.get("resources", "{}")))
+    return {name: amount for name, amount in resources.items() if amount}
 
 
 def use_fakes(monkeypatch, cluster):

@@ -28,6 +28,13 @@ DRIVER = textwrap.dedent("""
     print(json.dumps(seen))
 """)
 
+RESOURCES = textwrap.dedent("""
+    import json, ray
+    ray.init(logging_level="ERROR", log_to_driver=False)
+    print(json.dumps({node["NodeManagerAddress"]: node["Resources"]
+                      for node in ray.nodes() if node["Alive"]}))
+""")
+
 
 def node_path(*names, home=HOME):
     """Where ray-tasks keeps ``names`` on a node (in its own directory under ``home``)."""
@@ -39,15 +46,26 @@ def setup_env(home=HOME):
     return posixpath.join(home, "setup-env.sh")
 
 
-def run_driver(cluster, module="probe_mod", attribute="VALUE", home=HOME):
-    """The driver on the head, as an operator would run it: setup-env.sh, then python.
-
-    Returns {hostname: {"value": module.attribute as imported there, "cpus": N}}."""
+def drive(cluster, code, *args, home=HOME):
+    """Run the driver ``code`` on the head, as an operator would: setup-env.sh, then python;
+    returns the JSON it printed last."""
     head = cluster.hosts[0]
-    result = cluster.ssh(head, f". {setup_env(home)} && python -c {shlex.quote(DRIVER)} "
-                               f"{module} {attribute}")
+    result = cluster.ssh(head, f". {setup_env(home)} && python -c {shlex.quote(code)} "
+                               + " ".join(map(shlex.quote, args)))
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_driver(cluster, module="probe_mod", attribute="VALUE", home=HOME):
+    """A driver on the head that imports worker code on every node.
+
+    Returns {hostname: {"value": module.attribute as imported there, "cpus": N}}."""
+    return drive(cluster, DRIVER, module, attribute, home=home)
+
+
+def node_resources(cluster, home=HOME):
+    """{ip: resources} of every alive node, as a driver's ray.nodes() reports them."""
+    return drive(cluster, RESOURCES, home=home)
 
 
 def venv_versions(cluster, home=HOME):

@@ -42,7 +42,7 @@ def show(tmp_path, *flags, env=None, yaml=None):
 
 
 def test_defaults(tmp_path):
-    assert show(tmp_path) == ["nodes.txt", "2.60.0", "~/ray", "-", "False", "10", "None"]
+    assert show(tmp_path) == ["nodes.txt", "2.60.0", "~/ray", "-", "False", "None", "None"]
 
 
 def test_yaml_then_environment_then_flags(tmp_path):
@@ -80,6 +80,7 @@ def test_sizes_refused(value):
     ("num_workers", "2.9", "is not a whole number"),
     ("num_workers", 2.9, "is not a whole number"),
     ("num_workers", True, "is not a whole number"),
+    ("num_workers", "0", "must be at least 1"),
     ("command_timeout", "-5", "is not a whole number"),
     ("join_timeout", None, "is not a whole number"),
     ("port", 65536, "must be 1-65535"),
@@ -106,3 +107,8 @@ def test_bad_values_are_config_errors(key, value, message):
 def test_requirement():
     assert config.from_mapping({}).requirement == "ray[default]==2.60.0"
     assert config.from_mapping({"extras": "", "version": "2.59.0"}).requirement == "ray==2.59.0"
+
+
+@pytest.mark.parametrize("value", ["", "  ", None])
+def test_num_workers_unset_lets_ray_count_the_cpus(value):
+    assert config.from_mapping({"num_workers": value}).num_workers is None

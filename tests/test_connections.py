@@ -17,7 +17,7 @@ from invoke.exceptions import Exit
 
 from ray_tasks import config, node_address, report
 from ray_tasks.hostkeys import AcceptNew, KnownHosts
-from ray_tasks.inventory import Node
+from ray_tasks.inventory import Node, parse_nodes
 from ray_tasks.node_scripts import source
 from ray_tasks.hosts import SshHost, StepError
 from ray_tasks.runner import Outcome, Runner
@@ -204,10 +204,10 @@ class RoutingHost:
     """A probed node whose route towards the head went to ``target``; asked again, it
     answers ``second`` (what node_state's route action prints)."""
 
-    def __init__(self, target, second):
+    def __init__(self, target, second, node=Node("node.example")):
         self.facts = SimpleNamespace(address={"to_head": {
             "name": "head.example", "target": target, "source": "10.2.0.12"}})
-        self.second, self.asked, self.ip = second, [], None
+        self.second, self.asked, self.ip, self.node = second, [], None, node
 
     def run_node_script(self, action, *args, what):
         self.asked.append((action, *args))
@@ -228,6 +228,14 @@ def test_a_node_that_resolves_the_head_elsewhere_is_asked_again_towards_its_addr
                        "\\(Network is unreachable\\)"):
         runner._place_towards(lost, "10.2.0.11")
     assert lost.ip is None
+
+
+def test_a_node_with_ray_ip_takes_it_without_asking_for_a_route():
+    runner = Runner(config.from_mapping({"port": 6390}), [])
+    node, = parse_nodes("gw.example:2201 ray_ip=10.1.0.21\n")
+    natted = RoutingHost("203.0.113.5", None, node)
+    runner._place_towards(natted, "10.2.0.11")
+    assert (natted.ip, natted.asked) == ("10.1.0.21", [])
 
 
 def test_a_route_answer_that_is_not_json_fails_the_node_with_what_it_printed():

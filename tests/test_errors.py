@@ -62,6 +62,7 @@ def refused(sandbox, *args, env=None, yaml=None):
     (("start", "--num-workers=abc"), None, None, "num_workers: 'abc' is not a whole number"),
     (("start", "--num-workers=2.9"), None, None, "num_workers: '2.9' is not a whole number"),
     (("start",), {"INVOKE_RAY_NUM_WORKERS": "0"}, None, "num_workers: must be at least 1"),
+    (("start",), None, "ray:\n  num_workers: -2\n", "num_workers: must be at least 1, got -2"),
     (("start",), None, "ray:\n  num_workers: 2.9\n", "num_workers: 2.9 is not a whole number"),
     (("restart-workers", "--num-workers=2.9"), None, None, "num_workers: '2.9' is not a"),
     (("status",), {"INVOKE_RAY_PARALLEL": "abc"}, None, "parallel: 'abc' is not a whole"),
@@ -109,6 +110,14 @@ def test_bad_nodes_files_are_one_line(sandbox):
     os.mkdir(directory)
     line = refused(sandbox, "status", env={"INVOKE_RAY_NODES": directory})
     assert "cannot read it (Is a directory)" in line
+
+
+def test_a_bad_node_setting_is_one_line_naming_file_line_before_any_ssh(sandbox):
+    tmp_path, _ = sandbox
+    (tmp_path / "nodes.txt").write_text("127.0.0.2:1 cpus=2\n127.0.0.3:1 cpus=two\n")
+    line = refused(sandbox, "start")
+    assert line == (f"error: {tmp_path / 'nodes.txt'}:2: cpus: 'two' is not a whole number "
+                    "(0 or more) in '127.0.0.3:1 cpus=two'")
 
 
 def test_known_hosts_that_cannot_be_read_is_one_line(sandbox):

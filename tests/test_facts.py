@@ -72,6 +72,13 @@ def test_cluster_json_keeps_its_format_and_gives_back_the_settings():
     assert ClusterRecord.from_json(None) is None
 
 
+def test_a_cluster_where_ray_counted_the_cpus_restarts_so():
+    detected = ClusterRecord.of(config.from_mapping({}), "10.0.0.1:6379")
+    assert detected.num_workers == ""
+    again = ClusterRecord.from_json(json.loads(detected.to_json()))
+    assert again.settings(config.from_mapping({"num_workers": "4"})).num_workers is None
+
+
 def test_the_probe_reads_cluster_json_as_a_cluster_record(tmp_path):
     home = tmp_path / "ray"
     home.mkdir()

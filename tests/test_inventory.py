@@ -2,7 +2,9 @@
 
 import pytest
 
+from ray_tasks import config
 from ray_tasks.inventory import InventoryError, Node, load_nodes, parse_nodes, select
+from ray_tasks.node_settings import NodeSettings
 
 
 def test_parses_users_ports_ipv6_and_comments():
@@ -30,19 +32,43 @@ def test_parses_users_ports_ipv6_and_comments():
     ("host:0", "bad port '0'"),
     ("host:65536", "bad port '65536'"),
     ("host:ssh", "bad port 'ssh'"),
-    ("a b", "one node per line"),
+    ("a b", "expected key=value after the address, got 'b'"),
     ("$(touch)", "bad host name"),
-    ("h;rm -rf", "one node per line"),
+    ("h;rm -rf", "bad host name 'h;rm'"),
     ("`id`@host", "bad user name"),
     ("[fe80::1", "missing ']'"),
     ("[not-ipv6]:22", "bad IPv6 address"),
     ("-oProxyCommand=x", "bad host name"),
+    ("node3 cpus", "expected key=value after the address, got 'cpus'"),
+    ("node3 cpus=", "expected key=value after the address, got 'cpus='"),
+    ("node3 cores=4", "unknown key 'cores'"),
+    ("node3 CPUS=4", "unknown key 'CPUS'"),
+    ("node3 cpus=4 cpus=8", "cpus given twice"),
+    ("node3 cpus=-1", "cpus: '-1' is not a whole number"),
+    ("node3 cpus=1.5", "cpus: '1.5' is not a whole number"),
+    ("node3 cpus=٣", "cpus: '٣' is not a whole number"),
+    ("node3 gpus=many", "gpus: 'many' is not a whole number"),
+    ("node3 memory=lots", "memory: 'lots' is not a size"),
+    ("node3 memory=10M", "memory: '10M' is 10485760 bytes, below Ray's minimum of 75M"),
+    ("node3 object_store_memory=1X", "object_store_memory: '1X' is not a size"),
+    ("node3 object_store_memory=1G object_store_memory=2G", "object_store_memory given twice"),
+    ("node3 ray_ip=10.0.0.256", "ray_ip: '10.0.0.256' is not an IP address"),
+    ("node3 ray_ip=node2.example", "ray_ip: 'node2.example' is not an IP address"),
+    ("node3 resource.ssd=x", "'x' is not a number"),
+    ("node3 resource.ssd=-2", "'-2' is not a number"),
+    ("node3 resource.ssd=1e400", "'1e400' is not a number"),
+    ("node3 resource.ssd=1 resource.ssd=2", "resource.ssd given twice"),
+    ("node3 resource.=1", "bad resource name ''"),
+    ("node3 resource.CPU=4", "bad resource name 'CPU'"),
+    ("node3 resource.node:10.0.0.1=1", "bad resource name 'node:10.0.0.1'"),
+    ("node3 resource.a$(id)=1", "bad resource name 'a$(id)'"),
 ])
 def test_malformed_line_names_file_line_and_text(line, reason):
     with pytest.raises(InventoryError) as error:
-        parse_nodes(f"good\n\n{line}\n", filename="nodes.txt")
+        parse_nodes(f"good cpus=1\n# comment\n{line}  # a comment\n", filename="nodes.txt")
     assert str(error.value).startswith("nodes.txt:3: ")
     assert reason in str(error.value)
+    assert str(error.value).endswith(f" in {line!r}")
 
 
 def test_duplicate_node_is_an_error_naming_both_lines():
@@ -121,3 +147,38 @@ def test_ipv6_scope_must_be_an_interface_name(line):
 
 def test_ipv6_scope_ids_are_kept():
     assert parse_nodes("[fe80::1%eth0]:2222\n")[0] == Node("fe80::1%eth0", port=2222, line=1)
+
+
+def test_per_node_settings_after_the_address():
+    text = """
+    10.0.0.10                 cpus=16 gpus=0            # head
+    ubuntu@10.0.0.11          cpus=64 gpus=8 resource.ssd=2 resource.fast-disk=0.5
+    gw.example.org:2201       ray_ip=10.1.0.21          # behind NAT
+    [fe80::1]:22 memory=1.5G object_store_memory=200M ray_ip=fe80::0:1
+    plain
+    """
+    head, big, natted, ipv6, plain = parse_nodes(text)
+    assert head.settings == NodeSettings(cpus=16, gpus=0)
+    assert big.settings == NodeSettings(cpus=64, gpus=8,
+                                        resources=(("fast-disk", 0.5), ("ssd", 2)))
+    assert natted.settings == NodeSettings(ray_ip="10.1.0.21")
+    assert ipv6.settings == NodeSettings(memory=int(1.5 * 2**30),
+                                         object_store_memory=200 * 2**20, ray_ip="fe80::1")
+    assert plain.settings == NodeSettings()
+    assert [str(node) for node in (big, natted, ipv6)] == [
+        "ubuntu@10.0.0.11", "gw.example.org:2201", "[fe80::1]:22"]
+    assert len({head, big, natted, ipv6, plain}) == 5  # hashable
+    assert [n.host for n in select([head, big, natted], "ubuntu@10.0.0.11,gw.example.org")] \
+        == ["10.0.0.11", "gw.example.org"]
+
+
+def test_a_node_value_wins_over_the_configured_one():
+    settings = config.from_mapping({"num_workers": "10", "object_store_memory": "100M"})
+    own, other = parse_nodes("a cpus=2 object_store_memory=300M\nb gpus=1\n")
+    assert (own.settings.over(settings).cpus,
+            own.settings.over(settings).object_store_memory) == (2, 300 * 2**20)
+    assert (other.settings.over(settings).cpus, other.settings.over(settings).gpus,
+            other.settings.over(settings).object_store_memory) == (10, 1, 100 * 2**20)
+    unset = other.settings.over(config.from_mapping({}))
+    assert (unset.cpus, unset.object_store_memory) == (None, None)
+

@@ -6,6 +6,7 @@ is scripted, and no connection leaves this process."""
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,8 +16,11 @@ import types
 import pytest
 
 from conftest import REPO
-from fake_hosts import (FakeCluster, controller_env, forbid_traffic, matches, run_inv,
-                        use_fakes)
+from fake_hosts import (CLUSTER_FILE, FakeCluster, controller_env, forbid_traffic, matches,
+                        run_inv, use_fakes)
+from ray_tasks import config
+from ray_tasks.inventory import parse_nodes
+from ray_tasks.runner import Runner
 
 OLD, NEW = "2.59.0", "2.60.0"
 HEAD, W2, W3 = "10.9.0.1", "10.9.0.2", "10.9.0.3"
@@ -185,6 +189,92 @@ def test_stop_on_one_host_stops_only_it(fake, inv, running):
     assert w2.sent(STOP) and not w2.raylet
     for node in (head, w3):
         assert node.opened == 0 and node.log == [] and node.raylet
+
+
+def start_args(node):
+    """The arguments of the one ``ray start`` sent to ``node``."""
+    started, = node.sent(START)
+    return shlex.split(started.split("bin/ray start ", 1)[1])
+
+
+def fleet_inv(fake, monkeypatch, tmp_path, nodes_txt, **settings):
+    """Run ``inv ARGS`` against the fake cluster with the nodes file ``nodes_txt``."""
+    (tmp_path / "fleet.txt").write_text(nodes_txt)
+    env = controller_env(tmp_path, fake, NODES=tmp_path / "fleet.txt", **settings)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return run_inv
+
+
+@pytest.mark.parametrize("num_workers, others", [("", []), ("3", ["--num-cpus=3"])])
+def test_ray_start_carries_each_nodes_own_resources(fake, monkeypatch, tmp_path, capsys,
+                                                    num_workers, others):
+    head, w2, w3 = three(fake)
+    run = fleet_inv(fake, monkeypatch, tmp_path, (
+        f"{HEAD}  cpus=4 gpus=1 resource.ssd=2 resource.fast=0.5  # head\n"
+        f"{W2} memory=1G object_store_memory=200M\n{W3}\n"), NUM_WORKERS=num_workers)
+    assert run("start") == 0, capsys.readouterr()
+    resources = re.compile(r"^--(num-cpus|num-gpus|memory|object-store-memory|resources)=")
+    assert [arg for arg in start_args(head) if resources.match(arg)] == [
+        "--num-cpus=4", "--num-gpus=1", '--resources={"fast": 0.5, "ssd": 2}']
+    assert [arg for arg in start_args(w2) if resources.match(arg)] == [
+        *others, f"--memory={2**30}", f"--object-store-memory={200 * 2**20}"]
+    assert [arg for arg in start_args(w3) if resources.match(arg)] == others
+    out = capsys.readouterr().out
+    assert re.search(r"^node\s+ip\s+CPUs\s+GPUs\s+memory\s+object store\s+custom resources$",
+                     out, re.M), out
+    assert re.search(rf"^{re.escape(HEAD)}\s+\S+\s+4\s+1\s+4\.0 GiB\s+1\.0 GiB\s+"
+                     r"fast=0\.5,ssd=2$", out, re.M), out
+    assert re.search(rf"^{re.escape(W2)}\s+\S+\s+{num_workers or 2}\s+0\s+1\.0 GiB\s+"
+                     r"200 MiB\s+-$", out, re.M), out
+
+
+def test_status_shows_the_resources_ray_reports_asking_the_head_once(fake, inv, running):
+    head, w2, w3 = running
+    ran = inv("status")
+    assert ran.code == 0, ran.out + ran.err
+    table = ran.out.split("resources (as Ray reports them, from the head):\n")[1]
+    assert re.search(rf"^{re.escape(W2)}\s+{re.escape(W2)}\s+2\s+0\s+4\.0 GiB\s+1\.0 GiB\s+-$",
+                     table, re.M), table
+    assert len(head.sent("cluster_check.py")) == 1
+    assert not w2.sent("cluster_check.py") and not w3.sent("cluster_check.py")
+
+
+def test_a_node_joining_a_cluster_where_ray_counted_the_cpus_does_so_too(fake, inv):
+    head, w2, w3 = three(fake)
+    for node in (head, w2):
+        node.files[CLUSTER_FILE] = json.dumps({"head": f"{HEAD}:6379", "num_workers": ""})
+        node.gcs, node.raylet, node.alive = node is head, True, True
+    ran = inv("start")  # with INVOKE_RAY_NUM_WORKERS=2
+    assert ran.code == 0, ran.out + ran.err
+    assert ("started with num_workers unset (Ray decides) (recorded on the head): new nodes "
+            "join with that, not with num_workers=2") in ran.out
+    assert not any(arg.startswith("--num-cpus") for arg in start_args(w3))
+
+
+def test_a_node_with_settings_is_retried_by_its_address(fake, monkeypatch, tmp_path, capsys):
+    head, w2, w3 = three(fake)
+    w2.on("bin/ray start", (1, "", "raylet died"))
+    run = fleet_inv(fake, monkeypatch, tmp_path,
+                    f"{HEAD}\n{W2} cpus=2 ray_ip={W2}\n{W3} resource.ssd=1\n",
+                    NUM_WORKERS="")
+    assert run("start") == 1
+    assert re.search(r"retry just them: inv start --nodes=\S+ --installation-directory=/opt/rt "
+                     rf"--worker-dir=\S+ --hosts={re.escape(W2)}$", capsys.readouterr().err, re.M)
+
+
+def test_ray_ip_is_the_address_ray_uses_and_the_others_route_towards(fake, monkeypatch,
+                                                                     tmp_path, capsys):
+    head, w2, w3 = three(fake)
+    for node, source in ((w2, "10.7.0.2"), (w3, "10.7.0.3")):
+        node.on("node_state.py route", (0, json.dumps({"target": "10.7.0.1",
+                                                       "source": source}), ""))
+    settings = config.from_mapping({"known_hosts": str(tmp_path / "known")})
+    nodes = parse_nodes(f"{HEAD} ray_ip=10.7.0.1\n{W2}\n{W3} ray_ip=10.7.0.9\n")
+    with Runner(settings, nodes, head=nodes[0]) as runner:
+        assert [host.ip for host in runner.hosts] == ["10.7.0.1", "10.7.0.2", "10.7.0.9"]
+    assert w2.sent(re.compile(r"node_state\.py route \S+ 10\.7\.0\.1 6379"))
+    assert not w3.sent("node_state.py route") and not head.sent("node_state.py route")
 
 
 INTERRUPTED_RUN = """

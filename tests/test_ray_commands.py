@@ -5,6 +5,7 @@ import subprocess
 import pytest
 
 from ray_tasks import config, installing, ray_commands, shell, wheelhouse
+from ray_tasks.node_settings import parse_words
 
 HOSTILE = ["$(touch pwned)", "`touch pwned`", "a; touch pwned", "it's", 'say "hi"',
            "with space", "$HOME", "a\nb", "--flag"]
@@ -31,19 +32,31 @@ def test_env_assignments_quote_values_and_check_names():
 
 
 def test_ray_start_for_head_and_worker():
-    settings = config.from_mapping({"object_store_memory": "100M",
-                                    "start_args": "--resources='{\"x\": 1}'"})
-    head = ray_commands.ray_start(settings, "/r", "10.0.0.1", 4, timeout=120)
+    settings = config.from_mapping({"start_args": "--block"})
+    resources = ["--num-cpus=4", "--object-store-memory=104857600"]
+    head = ray_commands.ray_start(settings, "/r", "10.0.0.1", resources, timeout=120)
     assert head.startswith("cd /r && env RAY_TASKS_HOME=/r PYTHONPATH=/r/.ray-tasks/worker_code ")
     assert "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/r/.ray-tasks/auth_token" in head
     assert head.endswith(
         "timeout 120 /r/.ray-tasks/venv/bin/ray start --head --port=6379 "
         "--dashboard-host=127.0.0.1 --node-ip-address=10.0.0.1 --num-cpus=4 "
-        "--temp-dir=/r/.ray-tasks/tmp --disable-usage-stats "
-        "--object-store-memory=104857600 '--resources={\"x\": 1}'")
-    worker = ray_commands.ray_start(settings, "/r", "10.0.0.2", 4, head_address="10.0.0.1:6379")
-    assert "--address=10.0.0.1:6379 --node-ip-address=10.0.0.2" in worker
+        "--object-store-memory=104857600 --temp-dir=/r/.ray-tasks/tmp --disable-usage-stats "
+        "--block")
+    worker = ray_commands.ray_start(settings, "/r", "10.0.0.2", [], head_address="10.0.0.1:6379")
+    assert "--address=10.0.0.1:6379 --node-ip-address=10.0.0.2 --temp-dir" in worker
     assert "--head" not in worker and "timeout" not in worker
+
+
+def test_resource_args_take_the_node_values_over_the_configured_ones():
+    settings = config.from_mapping({"num_workers": "3", "object_store_memory": "100M"})
+    node = parse_words(["gpus=2", "memory=1G", "resource.ssd=2", "resource.fast=0.5"])
+    assert ray_commands.resource_args(node.over(settings)) == [
+        "--num-cpus=3", "--num-gpus=2", f"--memory={2**30}",
+        f"--object-store-memory={100 * 2**20}", '--resources={"fast": 0.5, "ssd": 2}']
+    own = parse_words(["cpus=0", "object_store_memory=200M"]).over(settings)
+    assert ray_commands.resource_args(own) == ["--num-cpus=0",
+                                               f"--object-store-memory={200 * 2**20}"]
+    assert ray_commands.resource_args(parse_words([]).over(config.from_mapping({}))) == []
 
 
 def test_hostile_values_reach_ray_start_as_plain_arguments(tmp_path):
@@ -53,7 +66,7 @@ def test_hostile_values_reach_ray_start_as_plain_arguments(tmp_path):
     fake_ray.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     fake_ray.chmod(0o755)
     settings = config.from_mapping({"start_args": "--x='$(touch pwned)' ; `touch pwned2`"})
-    command = ray_commands.ray_start(settings, str(home), "1.2.3.4", 1)
+    command = ray_commands.ray_start(settings, str(home), "1.2.3.4", ["--num-cpus=1"])
     out = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-3:] == ["--x=$(touch pwned)", ";", "`touch", "pwned2`"][-3:]

@@ -1,7 +1,6 @@
 """Tasks that look at the cluster: test and status."""
 
 import contextlib
-import posixpath
 import signal
 import socket
 import threading
@@ -10,13 +9,16 @@ import time
 from invoke import task
 from invoke.exceptions import ThreadException
 
-from .. import report, shell
+from .. import cluster_lifecycle, ray_nodes, report
 from ..cluster import Cluster
+from ..hosts import StepError
 from ..user_errors import user_error
 from ..cluster_tests import cluster_test, run_selftest
 from .options import COMMON_HELP, common
 
 DASHBOARD_PORT = 8265
+# How long status waits for the head to answer as an alive node of its cluster.
+STATUS_WAIT = 10
 
 
 def print_cluster_test(cluster, view):
@@ -62,13 +64,17 @@ def print_nodes(runner):
                             rows))
 
 
-def print_ray_status(cluster):
-    """Ray's own view of the cluster (ray status), from the head when it runs."""
+def print_resources(cluster):
+    """Each node's resources as Ray reports them, asked of the head once (when it runs)."""
     runner, head = cluster.runner, cluster.runner.hosts[0]
     if head.node == cluster.nodes[0] and head in runner.ready and head.state.gcs:
-        setup = shell.quote(posixpath.join(head.home, "setup-env.sh"))
-        result = head.run(f". {setup} && ray status", "run ray status", check=False)
-        report.say("\nray status (on the head):\n" + (result.stdout or result.stderr))
+        try:
+            view = ray_nodes.cluster_view(head, [head], STATUS_WAIT)
+        except StepError as error:
+            runner.fail(head, error.message, error.output)
+            return
+        report.say("\nresources (as Ray reports them, from the head):\n"
+                   + cluster_lifecycle.resource_table(runner.ready, view))
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -76,11 +82,12 @@ def status(c, nodes=None, hosts=None, key_file=None, username=None,
            installation_directory=None):
     """Show each node and the cluster: reachable, Python, Ray, running, workers.
 
-    Then Ray's own view of the cluster (ray status) from the head."""
+    Then each node's CPUs, GPUs, memory, object store and custom resources as Ray reports
+    them, asked of the head."""
     cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner as runner:
         print_nodes(runner)
-        print_ray_status(cluster)
+        print_resources(cluster)
         runner.finish("status")
 
 

@@ -11,7 +11,8 @@ START_HELP = {
     **COMMON_HELP,
     "worker-dir": "Directory of worker code to sync to every node's worker_code "
                   "(ray.worker_dir); its requirements.txt, if any, is installed.",
-    "num-workers": "Worker processes (Ray's --num-cpus) on each node (ray.num_workers).",
+    "num-workers": "Ray's --num-cpus on every node (ray.num_workers; default: Ray counts "
+                   "each node's logical CPUs); a node's cpus= in nodes.txt wins.",
 }
 
 
@@ -54,7 +55,7 @@ def stop(c, nodes=None, hosts=None, key_file=None, username=None, installation_d
 
 @task(auto_shortflags=False, help={**START_HELP,
             "num-workers": "New worker count per node: the worker nodes rejoin with it (the "
-                           "head keeps its own).",
+                           "head keeps its own; a node's cpus= in nodes.txt wins).",
             "force": "Replace workers even while they run tasks (Ray retries those tasks)."})
 def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=None, hosts=None,
                     key_file=None, username=None, installation_directory=None):
