@@ -49,9 +49,11 @@ class PortPlan:
         return set(self.fixed.values()) | set(range(first, last + 1))
 
     def start_args(self, head):
-        """The `ray start` arguments giving Ray these ports (the head's for ``head``)."""
+        """The `ray start` arguments giving Ray these ports (``--port`` for the ``head``
+        only; the others on every node, as Ray checks a worker node's ports against its
+        defaults for the head-only ones, the client server's 10001 and the dashboard's)."""
         flags = {name: flag for name, _, flag in FIXED}
-        args = [f"--{flags[name]}={port}" for name, port in self.ports(head).items()
+        args = [f"--{flags[name]}={port}" for name, port in self.fixed.items()
                 if name != "GCS" or head]
         first, last = self.workers
         return [*args, f"--min-worker-port={first}", f"--max-worker-port={last}"]

@@ -48,8 +48,7 @@ def test_ray_start_for_head_and_worker():
     worker = ray_commands.ray_start(settings, "/r", "10.0.0.2", 4, head_address="10.0.0.1:6379")
     assert "--address=10.0.0.1:6379 --node-manager-port=6380 " in worker
     assert "--max-worker-port=8178 --node-ip-address=10.0.0.2" in worker
-    assert "--port=" not in worker and "--dashboard-port" not in worker
-    assert "--ray-client-server-port" not in worker
+    assert "--port=" not in worker and "--dashboard-port=8265" in worker
     assert "--head" not in worker and "timeout" not in worker
 
 

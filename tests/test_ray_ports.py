@@ -36,13 +36,13 @@ def test_overlapping_clusters_are_named_in_one_line(other, shared):
     assert "\n" not in problem and f"at least {ray_ports.BLOCK} apart" in problem
 
 
-def test_worker_nodes_get_no_head_only_ports():
-    head = ray_ports.plan(6379).start_args(head=True)
-    worker = ray_ports.plan(6379).start_args(head=False)
-    assert "--port=6379" in head and "--dashboard-port=8265" in head
-    assert not [arg for arg in worker if arg.split("=")[0] in (
-        "--port", "--dashboard-port", "--ray-client-server-port")]
-    assert "--min-worker-port=6479" in worker and "--node-manager-port=6380" in worker
+def test_worker_nodes_get_every_port_but_the_gcs_one():
+    head = ray_ports.plan(8379).start_args(head=True)
+    worker = ray_ports.plan(8379).start_args(head=False)
+    assert "--port=8379" in head and "--dashboard-port=10265" in head
+    assert worker == [arg for arg in head if arg != "--port=8379"]
+    assert "--ray-client-server-port=8382" in worker  # not Ray's 10001, in the worker range
+    assert "--min-worker-port=8479" in worker and "--node-manager-port=8380" in worker
 
 
 def test_a_port_whose_block_does_not_fit_is_refused():
