@@ -61,7 +61,6 @@ def check_node(host, hosts, head, port, blocked):
         problems.append(f"{len(failed)} connection(s) to other nodes failed (listed below)")
     if problems:
         raise StepError("; ".join(problems))
-    return None
 
 
 def check(cluster, port):

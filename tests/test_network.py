@@ -2,7 +2,7 @@
 running real Ray: a firewall rule in the head's namespace dropping the worker's connections
 to the GCS port makes start fail in seconds naming the pair (and check-network print it);
 then a second cluster (its own installation directory, port and token) runs beside the
-first, both pass inv test, and stopping one leaves the other running."""
+first, both pass inv test, and updating or stopping one leaves the other running."""
 
 import os
 import subprocess
@@ -72,6 +72,14 @@ def listening(cluster, host):
     return {int(line.split()[3].rsplit(":", 1)[1]) for line in lines}
 
 
+def gcs_process(cluster, host, home):
+    """The ps line of the GCS of the cluster installed in ``home`` on ``host``."""
+    found = [line for line in ray_processes(cluster, host)
+             if "gcs_server" in line and home in line]
+    assert len(found) == 1, found
+    return found[0]
+
+
 def cluster_test(env):
     result = run_inv("test", env=env)
     return result.returncode, result.output
@@ -91,6 +99,10 @@ def test_two_clusters_run_side_by_side_and_stop_apart(hosts):
     checked = run_inv("check-network", env=second)
     assert checked.returncode == 0 and "network ok" in checked.output, checked.output
 
+    first_gcs = gcs_process(cluster, head, "/root/ray/")
+    updated = run_inv("update", "--version=2.59.0", env=second)
+    assert updated.returncode == 0, updated.output
+    assert gcs_process(cluster, head, "/root/ray/") == first_gcs
     stopped = run_inv("stop", env=second)
     assert stopped.returncode == 0, stopped.output
     assert not [line for line in ray_processes(cluster, head) if SECOND_HOME in line]
