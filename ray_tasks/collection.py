@@ -15,7 +15,6 @@ namespace = Collection(
     inspection.test,
     inspection.status,
     inspection.dashboard,
-    inspection.check_network,
 )
 namespace.add_task(commands.exec_, name="exec")
 namespace.configure({"ray": DEFAULTS})

@@ -144,9 +144,8 @@ class Runner:
         """Set the message the summary shows for ``host`` (without printing it now)."""
         self.outcomes[host.node].message = message
 
-    def each(self, step, hosts=None, width=None):
-        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool
-        (``width`` hosts at once, default ray.parallel).
+    def each(self, step, hosts=None):
+        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool.
 
         A step returns a message for the host (or None) or raises StepError. Returns the
         Results: the hosts on which the step succeeded and failed, in nodes-file order.
@@ -155,8 +154,8 @@ class Runner:
                  if self.outcomes[host.node].ok]
         if not hosts:
             return Results([], [])
-        width = min(width or self.settings.parallel, len(hosts))
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=width)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.settings.parallel,
+                                                                     len(hosts)))
         try:
             list(pool.map(lambda host: self._step(step, host), hosts))
         finally:
