@@ -2,8 +2,9 @@
 to its collection, the settings its tasks share with ours, the cluster's nodes as Fabric
 groups, a command run in the cluster's environment."""
 
-from . import config, inventory, ray_commands
-from . import groups
+import os
+
+from . import config, groups, inventory, ray_commands
 from .collection import namespace
 from .user_errors import user_error, user_errors
 
@@ -40,7 +41,15 @@ def _nodes(c, head_only=False):
         user_error(f"{resolved.nodes} lists localhost, which ray-tasks runs without SSH: "
                    "Fabric groups need SSH (use c.run here, or list the machine by an "
                    "address SSH reaches)")
+    if resolved.key_file and not os.path.isfile(resolved.key_file):
+        user_error(f"key_file {resolved.key_file} does not exist")
     return resolved, selected
+
+
+def _open(resolved, nodes):
+    """The nodes' SshHosts, connected (known_hosts unreadable: a one-line error)."""
+    with user_errors():
+        return groups.open_hosts(resolved, nodes)
 
 
 def nodes_group(c, serial=False):
@@ -49,14 +58,13 @@ def nodes_group(c, serial=False):
     once, or with ``serial`` a SerialGroup, in nodes-file order. Close it with
     ``group.close()`` or use it as ``with nodes_group(c) as group:``."""
     resolved, selected = _nodes(c)
-    hosts = groups.open_hosts(resolved, selected)
-    return groups.group(hosts, serial, resolved.parallel)
+    return groups.group(_open(resolved, selected), serial, resolved.parallel)
 
 
 def head_connection(c):
     """The head (the first node of nodes.txt) as an open Fabric Connection."""
     resolved, head = _nodes(c, head_only=True)
-    return groups.open_hosts(resolved, head)[0].connection
+    return _open(resolved, head)[0].connection
 
 
 def in_cluster_env(c, command):

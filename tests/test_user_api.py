@@ -2,6 +2,7 @@
 collection, hooks that run once in a chain, the settings, Fabric groups built as ray-tasks
 connects (opening is left out: tests/test_user_project.py connects for real)."""
 
+import socket
 import threading
 import time
 
@@ -140,3 +141,27 @@ def test_the_threading_group_raises_fabric_s_group_exception_naming_the_failures
         groups.BoundedThreadingGroup.from_connections(connections).run("true")
     assert list(raised.value.result.failed) == [connections[1]]
     assert raised.value.result[connections[0]] == "true"
+
+
+def test_a_missing_key_file_is_named_before_connecting(tmp_path):
+    (tmp_path / "nodes.txt").write_text("node1\n")
+    c = invoke.Context(invoke.Config(overrides={"ray": {
+        "nodes": str(tmp_path / "nodes.txt"), "key_file": str(tmp_path / "gone")}}))
+    with pytest.raises(invoke.exceptions.Exit, match=f"key_file {tmp_path}/gone does not "
+                                                     "exist"):
+        ray_tasks.head_connection(c)
+
+
+def test_a_node_that_cannot_be_reached_ends_the_task_naming_it(tmp_path):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    (tmp_path / "nodes.txt").write_text(f"127.0.0.1:{port}\n")
+    c = invoke.Context(invoke.Config(overrides={"ray": {
+        "nodes": str(tmp_path / "nodes.txt"), "known_hosts": str(tmp_path / "known_hosts"),
+        "ssh_config": str(tmp_path / "none")}}))
+    with pytest.raises(invoke.exceptions.Exit) as raised:
+        ray_tasks.nodes_group(c)
+    assert raised.value.code == 1
+    assert str(raised.value.message).startswith(f"error: cannot connect: 127.0.0.1:{port}: "
+                                                f"cannot connect to 127.0.0.1:{port}: ")
