@@ -10,7 +10,7 @@ import inspect
 
 from invoke import call
 
-from .tasks import inspection, install as installing, lifecycle
+from .tasks import inspection, install as install_tasks, lifecycle
 
 
 def as_hook(task):
@@ -19,8 +19,8 @@ def as_hook(task):
     return call(task, **{flag.name: flag.default for flag in flags})
 
 
-install = as_hook(installing.install)
-selftest = as_hook(installing.selftest)
+install = as_hook(install_tasks.install)
+selftest = as_hook(install_tasks.selftest)
 start = as_hook(lifecycle.start)
 stop = as_hook(lifecycle.stop)
 restart_workers = as_hook(lifecycle.restart_workers)
