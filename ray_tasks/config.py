@@ -132,18 +132,26 @@ def normalise_version(value):
     return ".".join(numbers) + "".join(suffix or "" for suffix in suffixes)
 
 
+def section(c):
+    """``c.config.ray``, made empty where no collection configured it (a project's own
+    collection holding our tasks without our defaults): every setting is then its default."""
+    if "ray" not in c.config:
+        c.config["ray"] = {}
+    return c.config.ray
+
+
 def apply_flags(c, **flags):
     """Write the task flags that were given (not None) into ``c.config.ray``."""
     for key, value in flags.items():
         if value is not None:
-            c.config.ray[key] = value
+            section(c)[key] = value
 
 
 def settings(c, **flags):
     """Apply the task's flags, then return the checked Settings of ``c.config.ray``."""
     apply_flags(c, **flags)
-    section = {key: c.config.ray.get(key, default) for key, default in DEFAULTS.items()}
-    return from_mapping(section)
+    values = {key: section(c).get(key, default) for key, default in DEFAULTS.items()}
+    return from_mapping(values)
 
 
 def from_mapping(section):

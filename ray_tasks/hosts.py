@@ -143,11 +143,12 @@ class LocalHost(Host):
 
 class SshHost(Host):
     """A node reached over SSH with one Fabric connection (through its jump hosts, if its
-    ssh_config entry names any)."""
+    ssh_config entry names any), configured by ``overrides`` (QUIET for ray-tasks' own
+    steps)."""
 
-    def __init__(self, node, settings, known_hosts):
+    def __init__(self, node, settings, known_hosts, overrides=QUIET):
         super().__init__(node, settings)
-        self.connection = ssh_connection(node, settings)
+        self.connection = ssh_connection(node, settings, overrides)
         self.jump_hosts = jump_hosts(self.connection)
         for hop in self.jump_hosts:
             prepare_jump_host(hop, settings)

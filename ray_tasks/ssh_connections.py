@@ -17,10 +17,11 @@ QUIET = {"run": {"hide": True, "warn": True, "in_stream": False, "pty": False,
                  "asynchronous": False, "disown": False, "watchers": []}}
 
 
-def ssh_connection(node, settings):
+def ssh_connection(node, settings, overrides=QUIET):
     """The Fabric connection to ``node``. The ssh_config file applies as with ssh (host
     aliases, HostName, User, Port, IdentityFile, ProxyJump, ProxyCommand), then
-    /etc/ssh/ssh_config; nodes.txt's user and port and the settings win over it."""
+    /etc/ssh/ssh_config; nodes.txt's user and port and the settings win over it.
+    ``overrides`` is its Fabric configuration (ray-tasks' own steps run QUIET)."""
     connect_kwargs = {
         "banner_timeout": settings.connect_timeout,
         "auth_timeout": settings.connect_timeout,
@@ -33,7 +34,7 @@ def ssh_connection(node, settings):
         port=node.port,
         connect_timeout=settings.connect_timeout,
         connect_kwargs=connect_kwargs,
-        config=fabric.Config(overrides=QUIET, user_ssh_path=settings.ssh_config),
+        config=fabric.Config(overrides=overrides, user_ssh_path=settings.ssh_config),
         gateway=False,
     )
     connection.gateway = carrier(connection, {node.host})

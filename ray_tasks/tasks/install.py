@@ -6,7 +6,10 @@ from .. import cluster_lifecycle, installing, ownership, updating
 from ..cluster import Cluster
 from ..user_errors import user_error
 from ..cluster_tests import run_selftest
-from .options import COMMON_HELP, ask_sudo_password, common
+from .options import COMMON_HELP, ask_sudo_password, common, setting_help
+
+WHEELHOUSE_HELP = setting_help("wheelhouse", "Download the wheels here once and push them; "
+                                             "nodes install offline.")
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -25,8 +28,8 @@ def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
 @task(
     auto_shortflags=False,
     help={**COMMON_HELP,
-          "version": "Ray release to install (ray.version).",
-          "wheelhouse": "Download the wheels here once and push them; nodes install offline.",
+          "version": setting_help("version", "Ray release to install."),
+          "wheelhouse": WHEELHOUSE_HELP,
           "prompt-for-sudo-password": "Ask once for the nodes' sudo password, for steps that "
                                       "need root (never echoed, logged or put on a command "
                                       "line)."},
@@ -65,7 +68,7 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
 
 @task(auto_shortflags=False, help={**COMMON_HELP,
             "version": "Ray release to move to (default: the newest on the index).",
-            "wheelhouse": "Download the wheels here once and push them; nodes install offline."})
+            "wheelhouse": WHEELHOUSE_HELP})
 def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=None,
            username=None, installation_directory=None):
     """Move every node to another Ray release as one step.

@@ -5,14 +5,15 @@ from invoke import task
 from .. import cluster_lifecycle, config, ownership, worker_code
 from ..cluster import Cluster
 from ..user_errors import user_errors
-from .options import COMMON_HELP, common
+from .options import COMMON_HELP, common, setting_help
 
 START_HELP = {
     **COMMON_HELP,
-    "worker-dir": "Directory of worker code to sync to every node's worker_code "
-                  "(ray.worker_dir); its requirements.txt, if any, is installed.",
-    "num-workers": "Ray's --num-cpus on every node (ray.num_workers; default: Ray counts "
-                   "each node's logical CPUs); a node's cpus= in nodes.txt wins.",
+    "worker-dir": setting_help("worker_dir", "Directory of worker code to sync to every "
+                               "node's worker_code; its requirements.txt, if any, is "
+                               "installed."),
+    "num-workers": setting_help("num_workers", "Ray's --num-cpus on every node; a node's "
+                                "cpus= in nodes.txt wins."),
 }
 
 

@@ -2,15 +2,38 @@
 
 import getpass
 
+from ..config import DEFAULTS
 from ..user_errors import user_error
 
+# What an empty (or off) default means, for the settings that have one.
+UNSET = {
+    "hosts": "every node",
+    "username": "SSH's (ssh_config, else your login name)",
+    "key_file": "your SSH keys",
+    "num_workers": "Ray counts each node's logical CPUs",
+    "object_store_memory": "Ray's",
+    "start_args": "none",
+    "wheelhouse": "off",
+}
+
+
+def setting_help(key, text):
+    """A flag's help: ``text``, then the setting ``key`` it writes and its default (from
+    config.DEFAULTS)."""
+    default = DEFAULTS[key]
+    shown = UNSET[key] if default in ("", False) else default
+    return f"{text} [ray.{key}, default: {shown}]"
+
+
 COMMON_HELP = {
-    "nodes": "Nodes file, one [user@]host[:port] per line, the head first (ray.nodes).",
-    "hosts": "Act on these nodes only: comma-separated, as written in the nodes file.",
-    "key-file": "SSH private key for every node (ray.key_file; default: your SSH keys).",
-    "username": "SSH user where the nodes file names none (ray.username).",
-    "installation-directory": "Where Ray lives on the nodes (ray.installation_directory, "
-                              "default ~/ray).",
+    "nodes": setting_help("nodes", "Nodes file, one [user@]host[:port] per line, the head "
+                                   "first."),
+    "hosts": setting_help("hosts", "Act on these nodes only: comma-separated, as written in "
+                                   "the nodes file."),
+    "key-file": setting_help("key_file", "SSH private key for every node."),
+    "username": setting_help("username", "SSH user where the nodes file names none."),
+    "installation-directory": setting_help("installation_directory",
+                                           "Where Ray lives on the nodes."),
 }
 
 
