@@ -7,6 +7,7 @@ import dataclasses
 
 from . import config, installing, ray_nodes, report, shell, worker_code
 from .cluster_record import ClusterRecord
+from .host_ranges import fold
 from .hosts import StepError
 from .node_settings import RAY_RESOURCES
 
@@ -196,9 +197,14 @@ def resource_cells(resources):
 
 
 def resource_table(hosts, view):
-    """The table of each of ``hosts`` with its address and resources in ``view``."""
-    rows = [(host.node, host.ip, *resource_cells(view.get(host.ip, {}).get("resources")))
-            for host in hosts]
+    """The table of ``hosts`` with their addresses and resources in ``view``: one row for
+    the nodes that have the same resources, their names and addresses folded into ranges."""
+    groups = {}
+    for host in hosts:
+        cells = resource_cells(view.get(host.ip, {}).get("resources"))
+        groups.setdefault(cells, []).append(host)
+    rows = [(fold(host.node for host in group), fold(host.ip or "-" for host in group),
+             *cells) for cells, group in groups.items()]
     return report.table(("node", "ip", "CPUs", "GPUs", "memory", "object store",
                          "custom resources"), rows)
 

@@ -3,9 +3,9 @@ them: ``node1 node2 node3 node7`` is ``node[1-3,7]``, ``10.0.0.1 .. 10.0.0.32`` 
 ``10.0.0.[1-32]``. No I/O.
 
 A name is folded on its last run of digits before any ``:port`` (``root@10.0.0.[1-3]:2222``):
-names with the same text before and after it form one group. Numbers keep how they are written (``n[01-10]``); a range
-runs on only between numbers of one width or none zero-padded; a name without digits stays as
-it is.
+names with the same text before and after it form one group. Numbers keep how they are
+written (``n[01-10]``); a range runs on only between numbers of one width or none
+zero-padded; a name without digits stays as it is.
 """
 
 import re

@@ -34,13 +34,15 @@ def print_cluster_test(cluster, view):
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
-def test(c, nodes=None, hosts=None, key_file=None, username=None, installation_directory=None):
+def test(c, nodes=None, hosts=None, key_file=None, username=None, installation_directory=None,
+         json=False, verbose=False):
     """Test each node (runtest.py) and the cluster as a whole, from the head.
 
     Every node alive in the cluster, a task pinned to each node returns its hostname, an
     object made on one node is read on another, worker_code modules import everywhere."""
     cluster = Cluster(c, with_head=True,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     with cluster.runner as runner:
         cluster.stop_here("test")
         version = cluster.head.facts.ray or cluster.settings.version
@@ -79,12 +81,13 @@ def print_resources(cluster):
 
 @task(auto_shortflags=False, help=COMMON_HELP)
 def status(c, nodes=None, hosts=None, key_file=None, username=None,
-           installation_directory=None):
+           installation_directory=None, json=False, verbose=False):
     """Show each node and the cluster: reachable, Python, Ray, running, workers.
 
     Then each node's CPUs, GPUs, memory, object store and custom resources as Ray reports
     them, asked of the head."""
-    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
+    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory,
+                                  json, verbose))
     with cluster.runner as runner:
         print_nodes(runner)
         print_resources(cluster)
@@ -125,13 +128,14 @@ def wait_listening(port, timeout=10):
 @task(auto_shortflags=False, help={**COMMON_HELP, "local-port": "Port on this machine for "
                                                  "the tunnel (default 8265)."})
 def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, username=None,
-              installation_directory=None):
+              installation_directory=None, json=False, verbose=False):
     """Open an SSH tunnel to the head's dashboard (it listens on the head's 127.0.0.1 only).
 
     Prints the local URL and keeps the tunnel open until Ctrl-C, which closes it (exit 0);
     a Ctrl-C before the tunnel is open interrupts the task (exit 130)."""
     cluster = Cluster(c, head_only=True,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     local_port = DASHBOARD_PORT if local_port is None else local_port
     if not cluster.local:
         local_port = free_local_port(local_port)

@@ -11,12 +11,13 @@ from .options import COMMON_HELP, ask_sudo_password, common
 
 @task(auto_shortflags=False, help=COMMON_HELP)
 def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
-             installation_directory=None):
+             installation_directory=None, json=False, verbose=False):
     """Run the node self-test (runtest.py) on every node.
 
     Ray imports at the configured version, and a throwaway local Ray, in a private temp
     directory, runs a task and round-trips an object: a running cluster is not touched."""
-    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
+    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory,
+                                  json, verbose))
     with cluster.runner as runner:
         runner.each(lambda host: run_selftest(host, cluster.settings.version))
         runner.finish("selftest")
@@ -33,7 +34,8 @@ def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
     post=[selftest],
 )
 def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, nodes=None,
-            hosts=None, key_file=None, username=None, installation_directory=None):
+            hosts=None, key_file=None, username=None, installation_directory=None,
+            json=False, verbose=False):
     """Install Ray on every node in its own venv, then run the node self-test.
 
     Idempotent: a node whose venv already holds that release with the configured extras
@@ -43,7 +45,8 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
     installed as root (apt-get; through sudo when the SSH user is not root)."""
     sudo_password = ask_sudo_password() if prompt_for_sudo_password else None
     cluster = Cluster(c, with_head=True, version=version, wheelhouse=wheelhouse or None,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     settings = cluster.settings
     with cluster.runner as runner:
         cluster.stop_here("install")
@@ -67,7 +70,7 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
             "version": "Ray release to move to (default: the newest on the index).",
             "wheelhouse": "Download the wheels here once and push them; nodes install offline."})
 def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=None,
-           username=None, installation_directory=None):
+           username=None, installation_directory=None, json=False, verbose=False):
     """Move every node to another Ray release as one step.
 
     The new venvs are built beside the old ones while the cluster keeps running; then Ray
@@ -76,7 +79,8 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
     if hosts:
         user_error("update acts on every node (a cluster runs one Ray version): drop --hosts")
     cluster = Cluster(c, version=version, wheelhouse=wheelhouse or None,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     updating.check_every_node(cluster)
     with cluster.runner as runner:
         cluster.stop_here("update")

@@ -18,14 +18,15 @@ START_HELP = {
 
 @task(auto_shortflags=False, help=START_HELP)
 def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file=None,
-          username=None, installation_directory=None):
+          username=None, installation_directory=None, json=False, verbose=False):
     """Sync the worker code, start the head, join every other node, wait until all are alive.
 
     Nodes already running are left alone; nodes joining a running cluster get the settings
     it was started with (recorded on the head), whatever the flags and config say now.
     Prints the cluster and the command that attaches a driver on the head."""
     cluster = Cluster(c, with_head=True, worker_dir=worker_dir, num_workers=num_workers,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     with user_errors():
         bundle = worker_code.pack(cluster.settings.worker_dir)
     with cluster.runner as runner:
@@ -41,13 +42,15 @@ def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
-def stop(c, nodes=None, hosts=None, key_file=None, username=None, installation_directory=None):
+def stop(c, nodes=None, hosts=None, key_file=None, username=None, installation_directory=None,
+         json=False, verbose=False):
     """Stop this cluster's Ray processes on every node, workers first, then the head.
 
     Only processes started by ray-tasks for this installation directory are touched; other
     Ray instances on the same machines keep running. Nothing running is not an error."""
     cluster = Cluster(c, probe=False,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     with cluster.runner as runner:
         cluster_lifecycle.stop_cluster(cluster, runner.ready)
         runner.finish("stop")
@@ -58,13 +61,15 @@ def stop(c, nodes=None, hosts=None, key_file=None, username=None, installation_d
                            "head keeps its own; a node's cpus= in nodes.txt wins).",
             "force": "Replace workers even while they run tasks (Ray retries those tasks)."})
 def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=None, hosts=None,
-                    key_file=None, username=None, installation_directory=None):
+                    key_file=None, username=None, installation_directory=None,
+                    json=False, verbose=False):
     """Load new worker code: sync it and replace the worker processes on every node.
 
     The head's GCS keeps running, so the cluster address and drivers stay. Refuses while
     tasks are running, unless --force."""
     cluster = Cluster(c, with_head=True, worker_dir=worker_dir,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     with user_errors():
         bundle = worker_code.pack(cluster.settings.worker_dir)
         if num_workers is not None:

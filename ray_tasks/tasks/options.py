@@ -11,13 +11,18 @@ COMMON_HELP = {
     "username": "SSH user where the nodes file names none (ray.username).",
     "installation-directory": "Where Ray lives on the nodes (ray.installation_directory, "
                               "default ~/ray).",
+    "json": "Print the summary as one JSON document on stdout (schema in README; ray.json); "
+            "every other line goes to stderr. The exit status is the same.",
+    "verbose": "The summary table lists every node, not only the failed ones (ray.verbose).",
 }
 
 
-def common(nodes, hosts, key_file, username, installation_directory):
-    """The common flags as a mapping for ``config.settings``."""
+def common(nodes, hosts, key_file, username, installation_directory, json, verbose):
+    """The common flags as a mapping for ``config.settings`` (an unset boolean flag leaves
+    the configured value)."""
     return {"nodes": nodes, "hosts": hosts, "key_file": key_file, "username": username,
-            "installation_directory": installation_directory}
+            "installation_directory": installation_directory, "json": json or None,
+            "verbose": verbose or None}
 
 
 def ask_sudo_password():
