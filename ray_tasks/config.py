@@ -39,6 +39,7 @@ DEFAULTS = {
     "ssh_config": "~/.ssh/config",
     "json": False,
     "verbose": False,
+    "dry_run": False,
 }
 
 HOST_KEY_POLICIES = ("accept-new", "strict", "off")
@@ -92,6 +93,7 @@ class Settings:
     ssh_config: str
     json: bool  # the summary as one JSON document on stdout, everything else on stderr
     verbose: bool  # the summary table lists every host, not only the failed ones
+    dry_run: bool  # connect and probe, say what would be done, change nothing
 
     @property
     def requirement(self):
@@ -163,7 +165,7 @@ def from_mapping(section):
     for key in TIMEOUTS:
         values[key] = whole_number(key, values[key], highest=MAX_TIMEOUT)
     values["object_store_memory"] = parse_size(values["object_store_memory"])
-    for key in ("wheelhouse", "json", "verbose"):
+    for key in ("wheelhouse", "json", "verbose", "dry_run"):
         values[key] = _boolean(key, values[key])
     values["version"] = normalise_version(values["version"])
     values["installation_directory"] = _installation_directory(

@@ -21,17 +21,18 @@ _lock = threading.Lock()
 @dataclasses.dataclass
 class Mode:
     """How the task reports: ``json`` (the summary as JSON on stdout, the rest on stderr),
-    ``verbose`` (the summary table lists every host)."""
+    ``verbose`` (the summary table lists every host), ``dry_run`` (nothing was changed)."""
     json: bool = False
     verbose: bool = False
+    dry_run: bool = False
 
 
 mode = Mode()
 
 
 def configure(settings):
-    """Report as ``settings`` ask (their json and verbose)."""
-    mode.json, mode.verbose = settings.json, settings.verbose
+    """Report as ``settings`` ask (their json, verbose and dry_run)."""
+    mode.json, mode.verbose, mode.dry_run = settings.json, settings.verbose, settings.dry_run
 
 
 def _stdout():
@@ -136,6 +137,7 @@ def json_summary(task, outcomes, seconds, log=None, retry=None, details=None):
         "failed": [str(host) for host, outcome in outcomes.items() if not outcome.ok],
         "retry": retry,
         "log": log,
+        "dry_run": mode.dry_run,
         **(details or {}),
     }
     with _lock:

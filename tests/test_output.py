@@ -1,12 +1,20 @@
 """Output that reads at any N, over the fake transport (tests/fake_hosts.py): identical
 output folded into host ranges, the one-line summary, the table of the failed hosts."""
 
+import functools
+import json
+import pathlib
 import re
 
+import jsonschema
+import pytest
+
 import test_orchestration
+from conftest import REPO
 from test_orchestration import three
 
-fake, inv = test_orchestration.fake, test_orchestration.inv  # the fixtures, shared
+# The fixtures, shared.
+fake, inv, running = test_orchestration.fake, test_orchestration.inv, test_orchestration.running
 
 MANY = [f"10.8.0.{number}" for number in range(1, 33)]
 
@@ -75,3 +83,107 @@ def test_verbose_lists_every_host_in_the_summary(fake, inv):
     assert [line.split()[:2] for line in table.splitlines()[2:5]] == [
         ["10.9.0.1", "ok"], ["10.9.0.2", "ok"], ["10.9.0.3", "ok"]]
     assert re.search(r"^start: 3 nodes ok in \d+\.\d s$", table, re.M)
+
+
+@functools.cache
+def readme_schema():
+    """The JSON Schema of --json's document, as README.md documents it (the json block of
+    its --json section)."""
+    text = (pathlib.Path(REPO) / "README.md").read_text(encoding="utf-8")
+    section = text.split("### `--json`", 1)[1]
+    return json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+
+
+def documents(ran):
+    """The JSON documents on stdout, one a line (one per task run), each checked against
+    README's schema."""
+    printed = [json.loads(line) for line in ran.out.splitlines()]
+    for each in printed:
+        jsonschema.validate(each, readme_schema())
+    return printed
+
+
+def document(ran):
+    """The one JSON document a task printed on stdout, checked against README's schema."""
+    printed = documents(ran)
+    assert len(printed) == 1, f"stdout holds more than one document: {ran.out}"
+    return printed[0]
+
+
+def test_every_task_prints_its_summary_as_json_and_nothing_else(fake, inv):
+    three(fake)
+    for args in (["install"], ["start"], ["test"], ["restart-workers"], ["selftest"],
+                 ["exec", "true"], ["update", "--version=2.60.0"], ["stop"]):
+        ran = inv(*args, "--json")
+        assert ran.code == 0, ran.out + ran.err
+        printed = documents(ran)
+        hook = ["selftest"] if args == ["install"] else []  # install's post-task hook
+        assert [each["task"] for each in printed] == [args[0], *hook]
+        for each in printed:
+            assert each["ok"] and each["failed"] == [] and not each["dry_run"]
+            assert [entry["host"] for entry in each["hosts"]] == ["10.9.0.1", "10.9.0.2",
+                                                                  "10.9.0.3"]
+
+
+def test_a_json_summary_keeps_the_exit_status_and_names_the_failure(fake, inv):
+    head, w2, w3 = three(fake)
+    w3.on("bin/ray start", (1, "", "raylet died"))
+    ran = inv("start", "--json")
+    assert ran.code == 1
+    printed = document(ran)
+    assert not printed["ok"] and printed["failed"] == ["10.9.0.3"]
+    failed, = [entry for entry in printed["hosts"] if not entry["ok"]]
+    assert failed["host"] == "10.9.0.3" and failed["message"].startswith("did not join")
+    assert printed["retry"].startswith("inv start ") and "--hosts=10.9.0.3" in printed["retry"]
+    assert "start failed on 1 of 3 nodes: 10.9.0.3" in ran.err
+    assert "[10.9.0.3] FAILED: did not join" in ran.err
+
+
+def test_exec_json_holds_each_nodes_output(fake, inv):
+    for node in three(fake):
+        node.on("hostname", (0, f"name-{node.address}\n", ""))
+    printed = document(inv("exec", "hostname", "--json"))
+    assert printed["outputs"] == {address: f"name-{address}\n"
+                                  for address in ("10.9.0.1", "10.9.0.2", "10.9.0.3")}
+
+
+def test_status_json_describes_each_node_and_the_cluster_ray_sees(fake, inv, running):
+    head, w2, w3 = running
+    w3.alive = False  # its raylet runs, but the head's GCS lost it
+    ran = inv("status", "--json")
+    printed = document(ran)
+    nodes = {entry["node"]: entry for entry in printed["nodes"]}
+    assert nodes["10.9.0.1"] == {
+        "node": "10.9.0.1", "address": "10.9.0.1", "reachable": True,
+        "hostname": "fake-10.9.0.1", "python": "3.11.7", "ray": "2.59.0",
+        "running_as": "head", "workers": 0, "alive": True, "cpus": 2.0, "gpus": 0,
+        "memory": 4.0 * 2**30, "object_store_memory": 2.0**30, "resources": {}, "errors": []}
+    assert nodes["10.9.0.2"]["running_as"] == "worker" and nodes["10.9.0.2"]["alive"]
+    assert nodes["10.9.0.3"]["alive"] is False and nodes["10.9.0.3"]["cpus"] is None
+    assert printed["cluster"]["address"] == "10.9.0.1:6379" and printed["cluster"]["running"]
+    assert set(printed["cluster"]["nodes"]) == {"10.9.0.1", "10.9.0.2"}
+    assert "resources (as Ray reports them" in ran.err
+
+
+def test_status_json_of_a_stopped_cluster_and_an_unreachable_node(fake, inv):
+    head, w2, w3 = three(fake)
+    w2.on("node_state.py probe", (255, "", "ssh: connect to host 10.9.0.2: No route to host"))
+    ran = inv("status", "--json")
+    assert ran.code == 1
+    printed = document(ran)
+    nodes = {entry["node"]: entry for entry in printed["nodes"]}
+    assert nodes["10.9.0.2"]["reachable"] is False and nodes["10.9.0.2"]["errors"]
+    assert nodes["10.9.0.1"]["running_as"] == "stopped" and nodes["10.9.0.1"]["alive"] is None
+    assert printed["cluster"] == {"address": None, "running": False, "nodes": {}}
+
+
+def test_the_readme_schema_refuses_a_document_that_lacks_a_field_or_a_type():
+    good = {"task": "stop", "ok": True, "seconds": 1.0, "failed": [], "retry": None,
+            "log": None, "dry_run": False,
+            "hosts": [{"host": "h", "ok": True, "message": "", "seconds": 0.5}]}
+    jsonschema.validate(good, readme_schema())
+    for broken in ({key: value for key, value in good.items() if key != "hosts"},
+                   dict(good, ok="yes"), dict(good, hosts=[{"host": "h", "ok": True}]),
+                   dict(good, nodes=[{"node": "h"}])):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, readme_schema())

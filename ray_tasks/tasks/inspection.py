@@ -9,7 +9,7 @@ import time
 from invoke import task
 from invoke.exceptions import ThreadException
 
-from .. import cluster_lifecycle, ray_nodes, report
+from .. import cluster_lifecycle, cluster_status, ray_nodes, report
 from ..cluster import Cluster
 from ..hosts import StepError
 from ..user_errors import user_error
@@ -59,24 +59,34 @@ def print_nodes(runner):
             rows.append((host.node, "unreachable", "-", "-", "-", "-"))
             continue
         facts = host.facts
-        role = "head" if facts.gcs else "worker" if facts.raylet else "stopped"
-        rows.append((host.node, facts.hostname, facts.python, facts.ray or "-", role,
-                     facts.workers))
+        rows.append((host.node, facts.hostname, facts.python, facts.ray or "-",
+                     cluster_status.running_as(facts), facts.workers))
     report.say(report.table(("node", "hostname", "python", "ray", "ray running", "workers"),
                             rows))
 
 
 def print_resources(cluster):
-    """Each node's resources as Ray reports them, asked of the head once (when it runs)."""
+    """Each node's resources as Ray reports them, asked of the head once (when it runs);
+    returns the cluster's view ({} when there is none)."""
     runner, head = cluster.runner, cluster.runner.hosts[0]
     if head.node == cluster.nodes[0] and head in runner.ready and head.state.gcs:
         try:
             view = ray_nodes.cluster_view(head, [head], STATUS_WAIT)
         except StepError as error:
             runner.fail(head, error.message, error.output)
-            return
+            return {}
         report.say("\nresources (as Ray reports them, from the head):\n"
                    + cluster_lifecycle.resource_table(runner.ready, view))
+        return view
+    return {}
+
+
+def status_details(runner, view, port):
+    """What status --json adds to the summary: each node, and the cluster as Ray sees it."""
+    address = ray_nodes.head_address(runner.hosts[0], port) if view else None
+    return {"nodes": [cluster_status.node_status(host, runner.outcomes[host.node], view)
+                      for host in runner.hosts],
+            "cluster": cluster_status.cluster_status(address, view)}
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -85,13 +95,13 @@ def status(c, nodes=None, hosts=None, key_file=None, username=None,
     """Show each node and the cluster: reachable, Python, Ray, running, workers.
 
     Then each node's CPUs, GPUs, memory, object store and custom resources as Ray reports
-    them, asked of the head."""
+    them, asked of the head. With --json, all of it as one JSON document."""
     cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory,
                                   json, verbose))
     with cluster.runner as runner:
         print_nodes(runner)
-        print_resources(cluster)
-        runner.finish("status")
+        view = print_resources(cluster)
+        runner.finish("status", details=status_details(runner, view, cluster.settings.port))
 
 
 def free_local_port(text):
