@@ -5,11 +5,16 @@ table of the failed hosts) or, with --json, one JSON document, and the failure v
 With --json, stdout holds only the JSON document: everything else goes to stderr.
 """
 
+import contextlib
 import dataclasses
+import functools
 import json
+import os
 import sys
 import threading
 
+import rich.console
+import rich.progress
 from invoke.exceptions import Exit
 
 from . import shell
@@ -25,6 +30,7 @@ class Mode:
     json: bool = False
     verbose: bool = False
     dry_run: bool = False
+    drawing: bool = False  # a live line is on the terminal
 
 
 mode = Mode()
@@ -48,6 +54,53 @@ def say(text, stream=None):
 
 def host_line(host, text):
     say(f"[{host}] {text}")
+
+
+def on_terminal():
+    """Whether live progress lines may be drawn: stderr is a terminal, outside CI."""
+    return not os.environ.get("CI") and rich.console.Console(stderr=True).is_terminal
+
+
+@contextlib.contextmanager
+def progress(what, total):
+    """A live line on a terminal (``venvs built 37/64`` and the time so far) while a step
+    runs on ``total`` hosts; yields the function to call as each host is done. In a pipe or
+    CI, nothing is drawn (plain lines only)."""
+    if not what or not on_terminal():
+        yield lambda: None
+        return
+    columns = (rich.progress.TextColumn(what), rich.progress.MofNCompleteColumn(),
+               rich.progress.BarColumn(), rich.progress.TimeElapsedColumn())
+    with rich.progress.Progress(*columns, console=rich.console.Console(stderr=True),
+                                transient=True) as bar, _drawing():
+        counted = bar.add_task(what, total=total)
+        yield functools.partial(bar.advance, counted)
+
+
+@contextlib.contextmanager
+def _drawing():
+    """While a live line is drawn (it hides the cursor)."""
+    mode.drawing = True
+    try:
+        yield
+    finally:
+        mode.drawing = False
+
+
+def show_cursor():
+    """Show the terminal's cursor again, if a live line hid it, before an abrupt exit."""
+    if mode.drawing:
+        rich.console.Console(stderr=True).show_cursor(True)
+
+
+@contextlib.contextmanager
+def waiting(what):
+    """A spinner with ``what`` on a terminal while the controller waits (nothing else)."""
+    if not on_terminal():
+        yield
+        return
+    with rich.console.Console(stderr=True).status(what), _drawing():
+        yield
 
 
 def host_lines(messages):

@@ -147,8 +147,9 @@ class Runner:
         """Set the message the summary shows for ``host`` (without printing it now)."""
         self.outcomes[host.node].message = message
 
-    def each(self, step, hosts=None):
-        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool.
+    def each(self, step, hosts=None, what=None):
+        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool;
+        on a terminal, a live line counts the hosts done under the label ``what``.
 
         A step returns a message for the host (or None) or raises StepError. Returns the
         Results: the hosts on which the step succeeded and failed, in nodes-file order. A
@@ -163,7 +164,8 @@ class Runner:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.settings.parallel,
                                                                      len(hosts)))
         try:
-            list(pool.map(lambda host: self._step(step, host, said), hosts))
+            with report.progress(what, len(hosts)) as done:
+                list(pool.map(lambda host: self._step(step, host, said, done), hosts))
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         report.host_lines({host.node: said[host.node] for host in hosts if host.node in said})
@@ -176,12 +178,13 @@ class Runner:
         the controller's own commands (pip) are killed, and nothing more runs, no step and
         no clean-up (a closed connection would open again for its next command). Exit 130."""
         local_commands.kill_all()
+        report.show_cursor()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
         os.write(2, INTERRUPTED.encode())
         os._exit(130)
 
-    def _step(self, step, host, said):
+    def _step(self, step, host, said, done):
         outcome = self.outcomes[host.node]
         started = time.monotonic()
         try:
@@ -200,6 +203,7 @@ class Runner:
             if message:
                 outcome.message = said[host.node] = message
         outcome.seconds += time.monotonic() - started
+        done()
 
     def finish(self, task, *arguments, details=None):
         """Print the summary (with --json, the JSON document, with the task's ``details``);

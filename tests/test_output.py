@@ -1,16 +1,22 @@
 """Output that reads at any N, over the fake transport (tests/fake_hosts.py): identical
 output folded into host ranges, the one-line summary, the table of the failed hosts."""
 
+import contextlib
 import functools
 import json
+import os
 import pathlib
+import pty
 import re
+import subprocess
+import sys
 
 import jsonschema
 import pytest
 
 import test_orchestration
 from conftest import REPO
+from fake_hosts import FakeCluster, controller_env
 from test_orchestration import three
 
 # The fixtures, shared.
@@ -187,3 +193,56 @@ def test_the_readme_schema_refuses_a_document_that_lacks_a_field_or_a_type():
                    dict(good, nodes=[{"node": "h"}])):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, readme_schema())
+
+
+ON_A_TERMINAL = """
+import sys
+import pytest
+from fake_hosts import FakeCluster, forbid_traffic, run_inv, use_fakes
+
+cluster = FakeCluster()
+for address in sys.argv[1:]:
+    cluster.add(address)
+patch = pytest.MonkeyPatch()
+use_fakes(patch, cluster)
+forbid_traffic(patch)
+sys.exit(run_inv("install", "--version=2.60.0"))
+"""
+
+
+def run_install(tmp_path, terminal):
+    """``inv install`` over three fake nodes in a child process whose stdout and stderr are a
+    terminal (a pty) or pipes; returns its exit status and everything it printed."""
+    cluster = FakeCluster()
+    for address in MANY[:3]:
+        cluster.add(address)
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("INVOKE_") and key != "CI"}
+    env.update(controller_env(tmp_path, cluster), TERM="xterm", HOME=str(tmp_path),
+               PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]))
+    command = [sys.executable, "-c", ON_A_TERMINAL, *MANY[:3]]
+    if not terminal:
+        ran = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        return ran.returncode, ran.stdout + ran.stderr
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(command, env=env, stdin=follower, stdout=follower,
+                             stderr=follower)
+    os.close(follower)
+    printed = b""
+    with contextlib.suppress(OSError):  # EIO once the child closed the terminal
+        while chunk := os.read(leader, 65536):
+            printed += chunk
+    os.close(leader)
+    return child.wait(timeout=60), printed.decode(errors="replace")
+
+
+def test_a_terminal_shows_a_live_progress_line_and_a_pipe_plain_lines(tmp_path):
+    status, shown = run_install(tmp_path, terminal=True)
+    assert status == 0, shown
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert re.search(r"venvs built 0/3 \S+ 0:00:00", plain), shown
+    assert "\x1b[?25h" in shown, "the cursor was left hidden"
+    status, piped = run_install(tmp_path, terminal=False)
+    assert status == 0, piped
+    assert "venvs built" not in piped and "\x1b" not in piped, piped
+    assert "[10.8.0.[1-3]] now on ray 2.60.0" in piped
