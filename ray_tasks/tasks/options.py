@@ -17,6 +17,11 @@ COMMON_HELP = {
 }
 
 
+DRY_RUN_HELP = {"dry-run": "Connect and probe, then say per node what would run (the ray "
+                           "start line, the venv, the code sync) and change nothing "
+                           "(ray.dry_run)."}
+
+
 def common(nodes, hosts, key_file, username, installation_directory, json, verbose):
     """The common flags as a mapping for ``config.settings`` (an unset boolean flag leaves
     the configured value)."""
