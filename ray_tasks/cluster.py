@@ -3,20 +3,24 @@ and one runner over them (plus the head when the task needs it)."""
 
 import functools
 
-from . import auth_token, config, inventory
+from . import auth_token, config, inventory, report
 from .runner import Runner
 from .user_errors import user_errors
 
 
 class Cluster:
-    """The settings, the nodes file and a runner over the selected nodes (plus the head)."""
+    """The settings, the nodes file and a runner over the selected nodes (plus the head);
+    ``probe`` None probes the nodes only for a dry run."""
 
     def __init__(self, c, with_head=False, head_only=False, probe=True, **flags):
         with user_errors():
             self.settings = config.settings(c, **flags)
+        report.configure(self.settings)
+        with user_errors():
             self.nodes = inventory.load_nodes(self.settings.nodes)
             self.selected = inventory.select(self.nodes, self.settings.hosts)
         self.local = self.nodes[0].is_local
+        probe = self.settings.dry_run if probe is None else probe
         reached = [self.nodes[0]] if head_only else list(self.selected)
         if with_head and self.nodes[0] not in reached:
             reached.insert(0, self.nodes[0])

@@ -7,6 +7,7 @@ import dataclasses
 
 from . import config, installing, ray_nodes, report, shell, worker_code
 from .cluster_record import ClusterRecord
+from .host_ranges import fold
 from .hosts import StepError
 from .node_settings import RAY_RESOURCES
 
@@ -69,7 +70,7 @@ def sync_code(cluster, bundle, hosts):
                                        ["-r", bundle.requirements],
                                        worker_code.requirements_name(bundle))
     return cluster.runner.each(lambda host: worker_code.sync(host, bundle, settings.wheelhouse),
-                               hosts).succeeded
+                               hosts, what="worker code synced").succeeded
 
 
 def start_cluster(cluster, settings, bundle=None):
@@ -136,9 +137,11 @@ def start_and_watch(cluster, settings, address, others):
         if head not in runner.ready or not head.state.gcs:
             ray_nodes.cancel_wait(head, cancel)
             return fail_headless(cluster)
-        joining = runner.each(lambda host: ray_nodes.join_cluster(host, settings, address), others)
+        joining = runner.each(lambda host: ray_nodes.join_cluster(host, settings, address),
+                              others, what="nodes joined")
         try:
-            view = watching.result()
+            with report.waiting(f"waiting for {len(joining.succeeded) + 1} nodes to be alive"):
+                view = watching.result()
         except StepError as error:
             runner.fail(head, error.message, error.output)
             return {}
@@ -159,7 +162,8 @@ def stop_cluster(cluster, hosts):
     """Stop Ray on ``hosts``: the workers first, then the head (a worker whose head is
     already gone waits out a long grace period)."""
     runner, head = cluster.runner, cluster.nodes[0]
-    runner.each(ray_nodes.stop, [host for host in hosts if host.node != head])
+    runner.each(ray_nodes.stop, [host for host in hosts if host.node != head],
+                what="nodes stopped")
     runner.each(ray_nodes.stop, [host for host in hosts if host.node == head])
 
 
@@ -196,9 +200,14 @@ def resource_cells(resources):
 
 
 def resource_table(hosts, view):
-    """The table of each of ``hosts`` with its address and resources in ``view``."""
-    rows = [(host.node, host.ip, *resource_cells(view.get(host.ip, {}).get("resources")))
-            for host in hosts]
+    """The table of ``hosts`` with their addresses and resources in ``view``: one row for
+    the nodes that have the same resources, their names and addresses folded into ranges."""
+    groups = {}
+    for host in hosts:
+        cells = resource_cells(view.get(host.ip, {}).get("resources"))
+        groups.setdefault(cells, []).append(host)
+    rows = [(fold(host.node for host in group), fold(host.ip or "-" for host in group),
+             *cells) for cells, group in groups.items()]
     return report.table(("node", "ip", "CPUs", "GPUs", "memory", "object store",
                          "custom resources"), rows)
 

@@ -37,6 +37,9 @@ DEFAULTS = {
     "known_hosts": "~/.ssh/known_hosts",
     "host_key_policy": "accept-new",
     "ssh_config": "~/.ssh/config",
+    "json": False,
+    "verbose": False,
+    "dry_run": False,
 }
 
 HOST_KEY_POLICIES = ("accept-new", "strict", "off")
@@ -88,6 +91,9 @@ class Settings:
     known_hosts: str
     host_key_policy: str
     ssh_config: str
+    json: bool  # the summary as one JSON document on stdout, everything else on stderr
+    verbose: bool  # the summary table lists every host, not only the failed ones
+    dry_run: bool  # connect and probe, say what would be done, change nothing
 
     @property
     def requirement(self):
@@ -167,7 +173,8 @@ def from_mapping(section):
     for key in TIMEOUTS:
         values[key] = whole_number(key, values[key], highest=MAX_TIMEOUT)
     values["object_store_memory"] = parse_size(values["object_store_memory"])
-    values["wheelhouse"] = _boolean("wheelhouse", values["wheelhouse"])
+    for key in ("wheelhouse", "json", "verbose", "dry_run"):
+        values[key] = _boolean(key, values[key])
     values["version"] = normalise_version(values["version"])
     values["installation_directory"] = _installation_directory(
         values["installation_directory"])

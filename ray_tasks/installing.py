@@ -120,7 +120,7 @@ def push_platform_wheels(runner, settings, facts, hosts, requirement, name):
     report.say(f"wheelhouse: {name} " + ("(cached) " if cached else "") + f"in {local}")
     return runner.each(
         lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels",
-        hosts).succeeded
+        hosts, what="wheels pushed").succeeded
 
 
 def prepare_venvs(runner, settings, hosts):
@@ -128,7 +128,8 @@ def prepare_venvs(runner, settings, hosts):
     if hosts and settings.wheelhouse:
         hosts = push_wheels(runner, settings, hosts, [settings.requirement],
                             settings.requirement)
-    return runner.each(lambda host: build_venv(host, settings), hosts).succeeded
+    return runner.each(lambda host: build_venv(host, settings), hosts,
+                       what="venvs built").succeeded
 
 
 def add_venv_support(host, sudo_password):

@@ -3,7 +3,7 @@
 import posixpath
 import secrets
 
-from . import ownership, ray_commands, shell
+from . import ownership, ray_commands, report, shell
 from .hosts import StepError, json_answer
 
 HEAD_START_TIMEOUT = 120
@@ -137,7 +137,8 @@ def wait_alive(runner, head, hosts, timeout):
     if not hosts:
         return {}
     try:
-        view = cluster_view(head, hosts, timeout)
+        with report.waiting(f"waiting for {len(hosts)} nodes to be alive"):
+            view = cluster_view(head, hosts, timeout)
     except StepError as error:
         runner.fail(head, error.message, error.output)
         return {}

@@ -1,23 +1,134 @@
-"""What the operator sees: host-prefixed lines, a summary table, and the failure verdict."""
+"""What the operator sees: host-prefixed lines (identical ones from many hosts printed once,
+the hosts folded into ranges), the summary (one line when every host succeeded, else the
+table of the failed hosts) or, with --json, one JSON document, and the failure verdict.
 
+With --json, stdout holds only the JSON document: everything else goes to stderr.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import json
+import os
 import sys
 import threading
 
+import rich.console
+import rich.progress
 from invoke.exceptions import Exit
 
 from . import shell
+from .host_ranges import fold
 
 _lock = threading.Lock()
+
+
+@dataclasses.dataclass
+class Mode:
+    """How the task reports: ``json`` (the summary as JSON on stdout, the rest on stderr),
+    ``verbose`` (the summary table lists every host), ``dry_run`` (nothing was changed)."""
+    json: bool = False
+    verbose: bool = False
+    dry_run: bool = False
+    drawing: bool = False  # a live line is on the terminal
+
+
+mode = Mode()
+
+
+def configure(settings):
+    """Report as ``settings`` ask (their json, verbose and dry_run)."""
+    mode.json, mode.verbose, mode.dry_run = settings.json, settings.verbose, settings.dry_run
+
+
+def _stdout():
+    """Where the operator's lines go: stdout, or stderr when stdout is for JSON."""
+    return sys.stderr if mode.json else sys.stdout
 
 
 def say(text, stream=None):
     """Print one line (safe to call from several threads)."""
     with _lock:
-        print(text, file=stream or sys.stdout, flush=True)
+        print(text, file=stream or _stdout(), flush=True)
 
 
 def host_line(host, text):
     say(f"[{host}] {text}")
+
+
+def on_terminal():
+    """Whether live progress lines may be drawn: stderr is a terminal, outside CI."""
+    return not os.environ.get("CI") and rich.console.Console(stderr=True).is_terminal
+
+
+@contextlib.contextmanager
+def progress(what, total):
+    """A live line on a terminal (``venvs built 37/64`` and the time so far) while a step
+    runs on ``total`` hosts; yields the function to call as each host is done. In a pipe or
+    CI, nothing is drawn (plain lines only)."""
+    if not what or not on_terminal():
+        yield lambda: None
+        return
+    columns = (rich.progress.TextColumn(what), rich.progress.MofNCompleteColumn(),
+               rich.progress.BarColumn(), rich.progress.TimeElapsedColumn())
+    with rich.progress.Progress(*columns, console=rich.console.Console(stderr=True),
+                                transient=True) as bar, _drawing():
+        counted = bar.add_task(what, total=total)
+        yield functools.partial(bar.advance, counted)
+
+
+@contextlib.contextmanager
+def _drawing():
+    """While a live line is drawn (it hides the cursor)."""
+    mode.drawing = True
+    try:
+        yield
+    finally:
+        mode.drawing = False
+
+
+def show_cursor():
+    """Show the terminal's cursor again, if a live line hid it, before an abrupt exit."""
+    if mode.drawing:
+        rich.console.Console(stderr=True).show_cursor(True)
+
+
+@contextlib.contextmanager
+def waiting(what):
+    """A spinner with ``what`` on a terminal while the controller waits (nothing else)."""
+    if not on_terminal():
+        yield
+        return
+    with rich.console.Console(stderr=True).status(what), _drawing():
+        yield
+
+
+def host_lines(messages):
+    """``messages`` ({host: message}, in nodes-file order) with the hosts of each distinct
+    message folded into one line: ``[10.0.0.[2-64]] joined 10.0.0.1:6379``."""
+    for message, hosts in _grouped(messages).items():
+        say(f"[{fold(hosts)}] {message}")
+
+
+def _grouped(texts):
+    """{text: [hosts]} from {host: text}, each text in the order it first appears."""
+    groups = {}
+    for host, text in texts.items():
+        groups.setdefault(text, []).append(host)
+    return groups
+
+
+def grouped_output(outputs):
+    """Each distinct output of ``outputs`` ({host: output}) once, every line prefixed with
+    the hosts that printed it, folded (``[10.0.0.[1-32]] | 6.1.0``); hosts that printed
+    nothing share one ``(no output)`` line."""
+    with _lock:
+        for output, hosts in _grouped({host: output.rstrip("\n") for host, output
+                                       in outputs.items()}).items():
+            prefix = f"[{fold(hosts)}]"
+            lines = [f"{prefix} | {line}" for line in output.splitlines()]
+            print("\n".join(lines or [f"{prefix} (no output)"]), file=_stdout())
+        _stdout().flush()
 
 
 def host_output(host, output, stream=None):
@@ -39,14 +150,51 @@ def table(headers, rows):
     return "\n".join(lines)
 
 
-def summary(task, outcomes, log=None):
-    """The per-host table printed at the end of a task, then where the tracebacks of internal
-    errors were saved (``log``), if any."""
-    rows = [(str(host), "ok" if outcome.ok else "FAILED", f"{outcome.seconds:.1f}", outcome.message)
-            for host, outcome in outcomes.items()]
-    say(f"\n{task}: summary\n" + table(("host", "result", "seconds", "detail"), rows))
+def _nodes(count):
+    return f"{count} node" + ("" if count == 1 else "s")
+
+
+def summary_line(task, outcomes, seconds):
+    """``start: 200 nodes ok in 24.1 s``, or how many of them failed."""
+    failed = sum(not outcome.ok for outcome in outcomes.values())
+    if not failed:
+        return f"{task}: {_nodes(len(outcomes))} ok in {seconds:.1f} s"
+    return (f"{task}: {failed} of {_nodes(len(outcomes))} FAILED, {len(outcomes) - failed} "
+            f"ok, in {seconds:.1f} s")
+
+
+def summary(task, outcomes, seconds, log=None):
+    """The end of a task: the table of the failed hosts (with --verbose, of every host),
+    then the summary line, then where the tracebacks of internal errors were saved
+    (``log``), if any."""
+    shown = [(host, outcome) for host, outcome in outcomes.items()
+             if mode.verbose or not outcome.ok]
+    rows = [(str(host), "ok" if outcome.ok else "FAILED", f"{outcome.seconds:.1f}",
+             outcome.message) for host, outcome in shown]
+    if rows:
+        say(f"\n{task}: summary\n" + table(("host", "result", "seconds", "detail"), rows))
+    say(summary_line(task, outcomes, seconds))
     if log:
         say(f"internal errors: the full tracebacks are in {log} (please report them)")
+
+
+def json_summary(task, outcomes, seconds, log=None, retry=None, details=None):
+    """The task's summary as one JSON object on one line of stdout (the schema is in
+    README.md): per host ok, message and seconds, plus the task's ``details``."""
+    document = {
+        "task": task,
+        "ok": all(outcome.ok for outcome in outcomes.values()),
+        "seconds": round(seconds, 2),
+        "hosts": [{"host": str(host), "ok": outcome.ok, "message": outcome.message,
+                   "seconds": round(outcome.seconds, 2)} for host, outcome in outcomes.items()],
+        "failed": [str(host) for host, outcome in outcomes.items() if not outcome.ok],
+        "retry": retry,
+        "log": log,
+        "dry_run": mode.dry_run,
+        **(details or {}),
+    }
+    with _lock:
+        print(json.dumps(document), file=sys.stdout, flush=True)
 
 
 # The settings a task's retry repeats as flags, beyond the connection flags every task takes.

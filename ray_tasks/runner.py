@@ -3,8 +3,10 @@
 Every task goes through a Runner: it connects to the selected nodes in parallel (at most
 ``parallel`` at a time), probes each once, then runs the task's steps with ``each()``. A host
 that fails a step is reported at once (one line, then its output) and left out of the
-following steps; the other hosts carry on. ``finish()`` prints the summary and exits
-non-zero naming the failed hosts.
+following steps; the other hosts carry on. What the hosts of a step say when they succeed is
+printed when the step ends, each distinct message once with its hosts folded into ranges.
+``finish()`` prints the summary (or, with --json, the JSON document) and exits non-zero
+naming the failed hosts.
 
 How a host fails: work done on one host is a step, run with ``each()``, and fails by raising
 StepError (what it returns is the host's message). Orchestration code, deciding across hosts
@@ -65,6 +67,7 @@ class Runner:
         self.hosts = [hosts.make_host(node, settings, known_hosts) for node in nodes]
         self.outcomes = {host.node: Outcome() for host in self.hosts}
         self.logged = False
+        self.started = time.monotonic()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self.interrupt)
         self.head = next((host for host in self.hosts if host.node == head), None)
@@ -144,22 +147,28 @@ class Runner:
         """Set the message the summary shows for ``host`` (without printing it now)."""
         self.outcomes[host.node].message = message
 
-    def each(self, step, hosts=None):
-        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool.
+    def each(self, step, hosts=None, what=None):
+        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool;
+        on a terminal, a live line counts the hosts done under the label ``what``.
 
         A step returns a message for the host (or None) or raises StepError. Returns the
-        Results: the hosts on which the step succeeded and failed, in nodes-file order.
+        Results: the hosts on which the step succeeded and failed, in nodes-file order. A
+        failure is printed at once; the messages of the hosts that succeeded when the step
+        ends, each distinct one once.
         """
         hosts = [host for host in (self.ready if hosts is None else hosts)
                  if self.outcomes[host.node].ok]
         if not hosts:
             return Results([], [])
+        said = {}
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.settings.parallel,
                                                                      len(hosts)))
         try:
-            list(pool.map(lambda host: self._step(step, host), hosts))
+            with report.progress(what, len(hosts)) as done:
+                list(pool.map(lambda host: self._step(step, host, said, done), hosts))
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        report.host_lines({host.node: said[host.node] for host in hosts if host.node in said})
         return Results([host for host in hosts if self.outcomes[host.node].ok],
                        [host for host in hosts if not self.outcomes[host.node].ok])
 
@@ -169,12 +178,13 @@ class Runner:
         the controller's own commands (pip) are killed, and nothing more runs, no step and
         no clean-up (a closed connection would open again for its next command). Exit 130."""
         local_commands.kill_all()
+        report.show_cursor()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
         os.write(2, INTERRUPTED.encode())
         os._exit(130)
 
-    def _step(self, step, host):
+    def _step(self, step, host, said, done):
         outcome = self.outcomes[host.node]
         started = time.monotonic()
         try:
@@ -191,12 +201,21 @@ class Runner:
             self.fail(host, tracebacks.record(host.node, error))
         else:
             if message:
-                outcome.message = message
-                report.host_line(host.node, message)
+                outcome.message = said[host.node] = message
         outcome.seconds += time.monotonic() - started
+        done()
 
-    def finish(self, task, *arguments):
-        """Print the summary; exit non-zero naming the failed hosts, if any, and the command
-        that retries ``task`` (with its positional ``arguments``) on them."""
-        report.summary(task, self.outcomes, tracebacks.log_path() if self.logged else None)
+    def finish(self, task, *arguments, details=None):
+        """Print the summary (with --json, the JSON document, with the task's ``details``);
+        exit non-zero naming the failed hosts, if any, and the command that retries ``task``
+        (with its positional ``arguments``) on them."""
+        seconds = time.monotonic() - self.started
+        log = tracebacks.log_path() if self.logged else None
+        if report.mode.json:
+            failed = [str(node) for node, outcome in self.outcomes.items() if not outcome.ok]
+            retry = report.retry_command(task, failed, self.settings, config.DEFAULTS,
+                                         arguments) if failed else None
+            report.json_summary(task, self.outcomes, seconds, log, retry, details)
+        else:
+            report.summary(task, self.outcomes, seconds, log)
         report.verdict(task, self.outcomes, self.settings, config.DEFAULTS, arguments)

@@ -274,11 +274,13 @@ def test_exec_sources_only_the_setup_env_ray_tasks_wrote(tmp_path):
     ownership.claim(host)
     ray_nodes.write_cluster_files(host, ClusterRecord(head="10.0.0.1:6379"), "t0ken",
                                   local=False)
-    assert run_command(host, f"echo $RAY_ADDRESS > {tmp_path}/ours") == "ok"
+    outputs = {}
+    run_command(host, f"echo $RAY_ADDRESS > {tmp_path}/ours", outputs)
+    assert outputs == {host.node: ""}
     assert (tmp_path / "ours").read_text() == "10.0.0.1:6379\n"
 
     with open(os.path.join(home, "setup-env.sh"), "w") as handle:
         handle.write(f"touch {tmp_path}/ran\nexport RAY_ADDRESS=users-own\n")
-    assert run_command(host, f"echo $RAY_ADDRESS > {tmp_path}/theirs") == "ok"
+    run_command(host, f"echo $RAY_ADDRESS > {tmp_path}/theirs", outputs)
     assert (tmp_path / "theirs").read_text() == "\n"
     assert not (tmp_path / "ran").exists()

@@ -17,7 +17,7 @@ class FakeRunner:
     def __init__(self):
         self.failed = {}
 
-    def each(self, step, hosts):
+    def each(self, step, hosts, what=None):
         for each in hosts:
             step(each)
         return SimpleNamespace(succeeded=[each for each in hosts

@@ -9,7 +9,7 @@ import time
 from invoke import task
 from invoke.exceptions import ThreadException
 
-from .. import cluster_lifecycle, ray_nodes, report
+from .. import cluster_lifecycle, cluster_status, ray_nodes, report
 from ..cluster import Cluster
 from ..hosts import StepError
 from ..user_errors import user_error
@@ -34,13 +34,15 @@ def print_cluster_test(cluster, view):
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
-def test(c, nodes=None, hosts=None, key_file=None, username=None, installation_directory=None):
+def test(c, nodes=None, hosts=None, key_file=None, username=None, installation_directory=None,
+         json=False, verbose=False):
     """Test each node (runtest.py) and the cluster as a whole, from the head.
 
     Every node alive in the cluster, a task pinned to each node returns its hostname, an
     object made on one node is read on another, worker_code modules import everywhere."""
     cluster = Cluster(c, with_head=True,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     with cluster.runner as runner:
         cluster.stop_here("test")
         version = cluster.head.facts.ray or cluster.settings.version
@@ -57,38 +59,49 @@ def print_nodes(runner):
             rows.append((host.node, "unreachable", "-", "-", "-", "-"))
             continue
         facts = host.facts
-        role = "head" if facts.gcs else "worker" if facts.raylet else "stopped"
-        rows.append((host.node, facts.hostname, facts.python, facts.ray or "-", role,
-                     facts.workers))
+        rows.append((host.node, facts.hostname, facts.python, facts.ray or "-",
+                     cluster_status.running_as(facts), facts.workers))
     report.say(report.table(("node", "hostname", "python", "ray", "ray running", "workers"),
                             rows))
 
 
 def print_resources(cluster):
-    """Each node's resources as Ray reports them, asked of the head once (when it runs)."""
+    """Each node's resources as Ray reports them, asked of the head once (when it runs);
+    returns the cluster's view ({} when there is none)."""
     runner, head = cluster.runner, cluster.runner.hosts[0]
     if head.node == cluster.nodes[0] and head in runner.ready and head.state.gcs:
         try:
             view = ray_nodes.cluster_view(head, [head], STATUS_WAIT)
         except StepError as error:
             runner.fail(head, error.message, error.output)
-            return
+            return {}
         report.say("\nresources (as Ray reports them, from the head):\n"
                    + cluster_lifecycle.resource_table(runner.ready, view))
+        return view
+    return {}
+
+
+def status_details(runner, view, port):
+    """What status --json adds to the summary: each node, and the cluster as Ray sees it."""
+    address = ray_nodes.head_address(runner.hosts[0], port) if view else None
+    return {"nodes": [cluster_status.node_status(host, runner.outcomes[host.node], view)
+                      for host in runner.hosts],
+            "cluster": cluster_status.cluster_status(address, view)}
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
 def status(c, nodes=None, hosts=None, key_file=None, username=None,
-           installation_directory=None):
+           installation_directory=None, json=False, verbose=False):
     """Show each node and the cluster: reachable, Python, Ray, running, workers.
 
     Then each node's CPUs, GPUs, memory, object store and custom resources as Ray reports
-    them, asked of the head."""
-    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
+    them, asked of the head. With --json, all of it as one JSON document."""
+    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory,
+                                  json, verbose))
     with cluster.runner as runner:
         print_nodes(runner)
-        print_resources(cluster)
-        runner.finish("status")
+        view = print_resources(cluster)
+        runner.finish("status", details=status_details(runner, view, cluster.settings.port))
 
 
 def free_local_port(text):
@@ -125,13 +138,14 @@ def wait_listening(port, timeout=10):
 @task(auto_shortflags=False, help={**COMMON_HELP, "local-port": "Port on this machine for "
                                                  "the tunnel (default 8265)."})
 def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, username=None,
-              installation_directory=None):
+              installation_directory=None, json=False, verbose=False):
     """Open an SSH tunnel to the head's dashboard (it listens on the head's 127.0.0.1 only).
 
     Prints the local URL and keeps the tunnel open until Ctrl-C, which closes it (exit 0);
     a Ctrl-C before the tunnel is open interrupts the task (exit 130)."""
     cluster = Cluster(c, head_only=True,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     local_port = DASHBOARD_PORT if local_port is None else local_port
     if not cluster.local:
         local_port = free_local_port(local_port)

@@ -2,11 +2,11 @@
 
 from invoke import task
 
-from .. import cluster_lifecycle, installing, ownership, updating
+from .. import cluster_lifecycle, dry_run as dry, installing, ownership, report, updating
 from ..cluster import Cluster
 from ..user_errors import user_error
 from ..cluster_tests import run_selftest
-from .options import COMMON_HELP, ask_sudo_password, common, setting_help
+from .options import COMMON_HELP, DRY_RUN_HELP, ask_sudo_password, common, setting_help
 
 WHEELHOUSE_HELP = setting_help("wheelhouse", "Download the wheels here once and push them; "
                                              "nodes install offline.")
@@ -14,20 +14,24 @@ WHEELHOUSE_HELP = setting_help("wheelhouse", "Download the wheels here once and 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
 def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
-             installation_directory=None):
+             installation_directory=None, json=False, verbose=False):
     """Run the node self-test (runtest.py) on every node.
 
     Ray imports at the configured version, and a throwaway local Ray, in a private temp
     directory, runs a task and round-trips an object: a running cluster is not touched."""
-    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory))
+    cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory,
+                                  json, verbose))
     with cluster.runner as runner:
+        if cluster.settings.dry_run:  # install's hook: nothing was installed
+            report.say("selftest: dry run, runtest.py not run")
+            return
         runner.each(lambda host: run_selftest(host, cluster.settings.version))
         runner.finish("selftest")
 
 
 @task(
     auto_shortflags=False,
-    help={**COMMON_HELP,
+    help={**COMMON_HELP, **DRY_RUN_HELP,
           "version": setting_help("version", "Ray release to install."),
           "wheelhouse": WHEELHOUSE_HELP,
           "prompt-for-sudo-password": "Ask once for the nodes' sudo password, for steps that "
@@ -36,7 +40,8 @@ def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
     post=[selftest],
 )
 def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, nodes=None,
-            hosts=None, key_file=None, username=None, installation_directory=None):
+            hosts=None, key_file=None, username=None, installation_directory=None,
+            json=False, verbose=False, dry_run=False):
     """Install Ray on every node in its own venv, then run the node self-test.
 
     Idempotent: a node whose venv already holds that release with the configured extras
@@ -46,7 +51,9 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
     installed as root (apt-get; through sudo when the SSH user is not root)."""
     sudo_password = ask_sudo_password() if prompt_for_sudo_password else None
     cluster = Cluster(c, with_head=True, version=version, wheelhouse=wheelhouse or None,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+                      dry_run=dry_run or None,
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     settings = cluster.settings
     with cluster.runner as runner:
         cluster.stop_here("install")
@@ -59,6 +66,9 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
         needed = [host for host in cluster.selected_hosts()
                   if not installing.up_to_date(host, settings)]
         installing.check_disk(runner, needed)
+        if settings.dry_run:
+            return dry.finish(cluster, "install", {host: dry.venv_plan(host, settings)
+                                                   for host in cluster.selected_hosts()})
         ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "install")
         installing.say_up_to_date(runner, cluster.selected_hosts(), needed, settings)
         installing.install_venvs(runner, settings, needed, sudo_password)
@@ -66,11 +76,12 @@ def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, n
         runner.finish("install")
 
 
-@task(auto_shortflags=False, help={**COMMON_HELP,
+@task(auto_shortflags=False, help={**COMMON_HELP, **DRY_RUN_HELP,
             "version": "Ray release to move to (default: the newest on the index).",
             "wheelhouse": WHEELHOUSE_HELP})
 def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=None,
-           username=None, installation_directory=None):
+           username=None, installation_directory=None, json=False, verbose=False,
+           dry_run=False):
     """Move every node to another Ray release as one step.
 
     The new venvs are built beside the old ones while the cluster keeps running; then Ray
@@ -78,8 +89,9 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
     and tested. If any node cannot build or switch, every node stays on the old release."""
     if hosts:
         user_error("update acts on every node (a cluster runs one Ray version): drop --hosts")
-    cluster = Cluster(c, version=version, wheelhouse=wheelhouse or None,
-                      **common(nodes, hosts, key_file, username, installation_directory))
+    cluster = Cluster(c, version=version, wheelhouse=wheelhouse or None, dry_run=dry_run or None,
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
     updating.check_every_node(cluster)
     with cluster.runner as runner:
         cluster.stop_here("update")
@@ -95,6 +107,8 @@ def update(c, version=None, wheelhouse=False, nodes=None, hosts=None, key_file=N
         needed = [host for host in hosts if not installing.up_to_date(host, cluster.settings)]
         installing.check_disk(runner, needed)
         ownership.check(runner, hosts)
+        if cluster.settings.dry_run:
+            return dry.finish(cluster, "update", dry.update_plan(cluster, hosts, running))
         ownership.claim_after_preflight(cluster, hosts, "update")
         updating.build(cluster, needed)
         if running:

@@ -14,6 +14,9 @@ UNSET = {
     "object_store_memory": "Ray's",
     "start_args": "none",
     "wheelhouse": "off",
+    "json": "off",
+    "verbose": "off",
+    "dry_run": "off",
 }
 
 
@@ -34,13 +37,25 @@ COMMON_HELP = {
     "username": setting_help("username", "SSH user where the nodes file names none."),
     "installation-directory": setting_help("installation_directory",
                                            "Where Ray lives on the nodes."),
+    "json": setting_help("json", "Print the summary as one JSON document on stdout (schema "
+                                 "in README); every other line goes to stderr. The exit "
+                                 "status is the same."),
+    "verbose": setting_help("verbose", "The summary table lists every node, not only the "
+                                       "failed ones."),
 }
 
 
-def common(nodes, hosts, key_file, username, installation_directory):
-    """The common flags as a mapping for ``config.settings``."""
+DRY_RUN_HELP = {"dry-run": setting_help("dry_run", "Connect and probe, then say per node "
+                                                  "what would run (the ray start line, the "
+                                                  "venv, the code sync) and change nothing.")}
+
+
+def common(nodes, hosts, key_file, username, installation_directory, json, verbose):
+    """The common flags as a mapping for ``config.settings`` (an unset boolean flag leaves
+    the configured value)."""
     return {"nodes": nodes, "hosts": hosts, "key_file": key_file, "username": username,
-            "installation_directory": installation_directory}
+            "installation_directory": installation_directory, "json": json or None,
+            "verbose": verbose or None}
 
 
 def ask_sudo_password():
