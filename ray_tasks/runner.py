@@ -144,8 +144,9 @@ class Runner:
         """Set the message the summary shows for ``host`` (without printing it now)."""
         self.outcomes[host.node].message = message
 
-    def each(self, step, hosts=None):
-        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool.
+    def each(self, step, hosts=None, width=None):
+        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool
+        (``width`` hosts at once, default ray.parallel).
 
         A step returns a message for the host (or None) or raises StepError. Returns the
         Results: the hosts on which the step succeeded and failed, in nodes-file order.
@@ -154,8 +155,8 @@ class Runner:
                  if self.outcomes[host.node].ok]
         if not hosts:
             return Results([], [])
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.settings.parallel,
-                                                                     len(hosts)))
+        width = min(width or self.settings.parallel, len(hosts))
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=width)
         try:
             list(pool.map(lambda host: self._step(step, host), hosts))
         finally:

@@ -34,6 +34,7 @@ def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file
             cluster.settings = cluster_lifecycle.joining_settings(cluster)
         ownership.check(runner, cluster.selected_hosts())
         cluster_lifecycle.check_ready_to_start(cluster)
+        cluster_lifecycle.check_network(cluster)
         ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "start")
         view = cluster_lifecycle.start_cluster(cluster, cluster.settings, bundle)
         cluster_lifecycle.print_cluster(cluster, view)
