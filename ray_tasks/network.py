@@ -44,7 +44,7 @@ def node_spec(host, hosts, head, plan):
 
 def check_node(host, hosts, head, port, blocked):
     """Run the check on ``host``; its failed connections go to ``blocked`` as lines, and
-    it fails (StepError) naming every problem."""
+    it fails (StepError) naming every problem. Returns its notes, if any."""
     spec = node_spec(host, hosts, head, ray_ports.plan(port))
     result = host.run(ray_commands.network_check(host.settings.python, json.dumps(spec)),
                       "check the network", timeout=WINDOW + 4 * TIMEOUT + 30, check=False)
@@ -61,6 +61,7 @@ def check_node(host, hosts, head, port, blocked):
         problems.append(f"{len(failed)} connection(s) to other nodes failed (listed below)")
     if problems:
         raise StepError("; ".join(problems))
+    return "; ".join(answer.get("notes", [])) or None
 
 
 def check(cluster, port):

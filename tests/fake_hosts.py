@@ -34,7 +34,7 @@ HOME = "/opt/rt"  # the installation directory of every fake node
 PYTHON = "3.11.7"
 STATE = f"{HOME}/.ray-tasks"
 CLUSTER_FILE = f"{STATE}/cluster.json"
-CLEAR_NETWORK = json.dumps({"problems": [], "failed": [], "others": {}})
+CLEAR_NETWORK = json.dumps({"problems": [], "notes": [], "failed": [], "others": {}})
 
 
 @functools.cache

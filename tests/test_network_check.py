@@ -42,7 +42,7 @@ def test_two_nodes_reach_each_other_and_a_closed_port_is_refused():
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         answer_a, answer_b = pool.map(run_check, [a, b])
     assert answer_a["failed"] == [["b", "object manager", "127.0.0.1", closed, "refused"]]
-    assert answer_b == {"problems": [], "failed": [], "others": {}}
+    assert answer_b == {"problems": [], "notes": [], "failed": [], "others": {}}
 
 
 def test_a_taken_port_is_a_problem_only_while_this_cluster_is_stopped():
@@ -56,6 +56,36 @@ def test_a_taken_port_is_a_problem_only_while_this_cluster_is_stopped():
                                    "(Address already in use): stop what listens there or set "
                                    "ray.port"]
     assert running["problems"] == []
+
+
+def worker_plan(first, last):
+    answer = plan({}, [])
+    answer["workers"] = [first, last]
+    return answer
+
+
+def test_a_worker_port_something_listens_on_is_noted_not_a_problem():
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        answer = run_check(worker_plan(port - 1, port + 1))
+    assert answer["problems"] == []
+    assert answer["notes"] == [f"worker port(s) {port} of {port - 1}-{port + 1} in use by "
+                               "another program (a driver left running?); Ray uses the others"]
+
+
+def test_a_connection_left_on_a_worker_port_is_not_noted():
+    with socket.socket() as listening, socket.socket() as connected:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        connected.connect(("127.0.0.1", port))
+        accepted, _ = listening.accept()
+        listening.close()
+        with accepted:
+            answer = run_check(worker_plan(port, port))
+    assert answer["problems"] == answer["notes"] == []
 
 
 def test_an_address_that_is_not_the_node_s_is_named():

@@ -12,10 +12,11 @@ round trip each. It reads its plan as JSON from argv[1]:
      "timeout": seconds per connection, "window": seconds to retry a refused one}
 
 A port already in use is left to its owner: this cluster's Ray answers there when it runs;
-when it does not, the port is reported as taken. Every other port gets a listener of this
-script, so a connection tells whether the network lets it through with Ray stopped or
-running. Prints {"problems": [...], "failed": [[node, what, ip, port, reason], ...],
-"others": {installation directory: port}} (the other ray-tasks clusters running here).
+when it does not, the port is reported as taken (a worker port, only noted). Every other port
+gets a listener of this script, so a connection tells whether the network lets it through
+with Ray stopped or running. Prints {"problems": [...], "notes": [...] (worth saying, not
+failing for), "failed": [[node, what, ip, port, reason], ...], "others": {installation
+directory: port}} (the other ray-tasks clusters running here).
 """
 
 import json
@@ -82,16 +83,17 @@ def own_address(ip):
     return None
 
 
-def taken_workers(ip, first, last):
-    """The worker ports in use here (checked one by one, released at once)."""
-    taken = []
-    for port in range(first, last + 1):
-        answer = listen(ip, port)
-        if isinstance(answer, OSError):
-            taken.append(port)
-        else:
-            answer.close()
-    return taken
+def listening_ports():
+    """The TCP ports something listens on in this network namespace (IPv4 and IPv6)."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                rows = [line.split() for line in handle.readlines()[1:]]
+        except OSError:
+            continue
+        ports.update(int(row[1].rsplit(":", 1)[1], 16) for row in rows if row[3] == "0A")
+    return ports
 
 
 def accept_all(listeners, until):
@@ -134,9 +136,10 @@ def probe(target, plan, failed):
         failed.append([node, what, ip, port, reason])
 
 
-def open_listeners(plan, problems):
+def open_listeners(plan, problems, notes):
     """Listen on each of the plan's free ports; a taken one is a problem unless this
-    cluster's Ray runs here."""
+    cluster's Ray runs here. Worker ports something else listens on are a note: Ray gives
+    its workers the others."""
     listeners = []
     for name, port in plan["listen"].items():
         answer = listen(plan["ip"], port)
@@ -147,11 +150,12 @@ def open_listeners(plan, problems):
                             " stop what listens there or set ray.port")
     if not plan["running"]:
         first, last = plan["workers"]
-        taken = [port for port in taken_workers(plan["ip"], first, last)
-                 if port not in plan["listen"].values()]
+        taken = sorted(port for port in listening_ports() if first <= port <= last
+                       and port not in plan["listen"].values())
         if taken:
-            problems.append(f"worker ports {', '.join(map(str, taken[:5]))} of {first}-{last}"
-                            " are in use on this node: stop what listens there or set ray.port")
+            notes.append(f"worker port(s) {', '.join(map(str, taken[:5]))} of {first}-{last} "
+                         "in use by another program (a driver left running?); Ray uses the "
+                         "others")
     return listeners
 
 
@@ -159,10 +163,10 @@ def main(argv):
     plan = json.loads(argv[1])
     problem = own_address(plan["ip"])
     if problem:
-        print(json.dumps({"problems": [problem], "failed": [], "others": {}}))
+        print(json.dumps({"problems": [problem], "notes": [], "failed": [], "others": {}}))
         return
-    problems = []
-    listeners = open_listeners(plan, problems)
+    problems, notes = [], []
+    listeners = open_listeners(plan, problems, notes)
     until = time.monotonic() + plan["window"] + plan["timeout"] + 1
     accepting = threading.Thread(target=accept_all, args=(listeners, until), daemon=True)
     accepting.start()
@@ -174,7 +178,7 @@ def main(argv):
     for each in probes:
         each.join()
     accepting.join()
-    print(json.dumps({"problems": problems, "failed": sorted(failed),
+    print(json.dumps({"problems": problems, "notes": notes, "failed": sorted(failed),
                       "others": other_clusters(plan["home"])}))
 
 
