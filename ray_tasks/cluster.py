@@ -37,6 +37,12 @@ class Cluster:
     def head(self):
         return self.runner.host(self.nodes[0])
 
+    def ray_port(self):
+        """The cluster's port (all its other ports derive from it): the running head's
+        recorded one, else ray.port."""
+        record = self.head.facts.cluster if self.head.state.gcs else None
+        return record.port if record and record.port else self.settings.port
+
     def selected_hosts(self):
         """The ready hosts among those selected with --hosts."""
         return [host for host in self.runner.ready if host.node in self.selected]

@@ -5,7 +5,7 @@ code, replacing workers, stopping, and the summary that says how to attach a dri
 import concurrent.futures
 import dataclasses
 
-from . import config, installing, ray_nodes, report, shell, worker_code
+from . import config, installing, network, ray_nodes, report, shell, worker_code
 from .cluster_record import ClusterRecord
 from .host_ranges import fold
 from .hosts import StepError
@@ -34,6 +34,13 @@ def check_ready_to_start(cluster):
         elif host.facts.python != head.facts.python:
             runner.fail(host, f"Python {host.facts.python} here but {head.facts.python} "
                         "on the head: Ray refuses a node whose Python differs")
+
+
+def check_network(cluster):
+    """When a node is about to start, check the network between the ready nodes (see
+    network.py): a node with a blocked connection fails the preflight."""
+    if any(not host.state.raylet for host in cluster.selected_hosts()):
+        network.check(cluster, cluster.settings.port)
 
 
 def joining_settings(cluster):

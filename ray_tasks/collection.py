@@ -15,6 +15,7 @@ namespace = Collection(
     inspection.test,
     inspection.status,
     inspection.dashboard,
+    inspection.check_network,
 )
 namespace.add_task(commands.exec_, name="exec")
 namespace.configure({"ray": DEFAULTS})

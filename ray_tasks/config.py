@@ -9,7 +9,7 @@ import dataclasses
 import os
 import re
 
-from . import shell
+from . import ray_ports, shell
 
 # Numbers are written as text: Invoke casts an INVOKE_RAY_* value to its default's type,
 # and int("abc") there would be a traceback before any check below could name the setting.
@@ -166,7 +166,7 @@ def from_mapping(section):
     values = dict(DEFAULTS, **section)
     for key in TEXT:
         values[key] = _text(key, values[key])
-    values["port"] = whole_number("port", values["port"], highest=65535)
+    values["port"] = whole_number("port", values["port"], highest=ray_ports.HIGHEST_PORT)
     for key in WHOLE_NUMBERS:
         values[key] = whole_number(key, values[key])
     values["num_workers"] = optional_whole_number("num_workers", values["num_workers"])

@@ -22,7 +22,7 @@ import json
 import posixpath
 import re
 
-from . import shell
+from . import ray_ports, shell
 from .node_scripts import source
 from .node_scripts.node_state import (MARKER, OWNER_FILE, REQUIREMENTS_RECORD, SETUP_ENV,
                                       SETUP_ENV_RECORD, STATE_DIR)
@@ -245,11 +245,12 @@ def resource_args(resources):
 def ray_start(settings, home, ip, resources, head_address=None, local=False, timeout=None):
     """``ray start`` for the head (``head_address`` None) or for a node joining it, with the
     node's ``resources`` (resource_args)."""
-    role = ["--head", f"--port={settings.port}", "--dashboard-host=127.0.0.1"]
+    role = ["--head", "--dashboard-host=127.0.0.1"]
     if head_address:
         role = [f"--address={head_address}"]
     args = [
         *role,
+        *ray_ports.plan(settings.port).start_args(head=not head_address),
         f"--node-ip-address={ip}",
         *resources,
         f"--temp-dir={temp_dir(home)}",
@@ -267,6 +268,12 @@ def probe(python, installation_directory, port, head=""):
     return (shell.join(python, "-c", source("node_state.py"), "probe") + " "
             + shell.home_relative(installation_directory) + " " + shell.quote(port)
             + (" " + shell.quote(head) if head else ""))
+
+
+def network_check(python, plan):
+    """Run the network_check script (shipped inline) with the node's plain Python on
+    ``plan``, the JSON text of what to listen on and connect to."""
+    return shell.join(python, "-c", source("network_check.py"), plan)
 
 
 def node_state(python, home, action, *args):

@@ -147,9 +147,10 @@ class Runner:
         """Set the message the summary shows for ``host`` (without printing it now)."""
         self.outcomes[host.node].message = message
 
-    def each(self, step, hosts=None, what=None):
-        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool;
-        on a terminal, a live line counts the hosts done under the label ``what``.
+    def each(self, step, hosts=None, what=None, width=None):
+        """Run ``step(host)`` on each of ``hosts`` (default: all ready) in the bounded pool
+        (``width`` hosts at once, default ray.parallel); on a terminal, a live line counts
+        the hosts done under the label ``what``.
 
         A step returns a message for the host (or None) or raises StepError. Returns the
         Results: the hosts on which the step succeeded and failed, in nodes-file order. A
@@ -161,8 +162,8 @@ class Runner:
         if not hosts:
             return Results([], [])
         said = {}
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.settings.parallel,
-                                                                     len(hosts)))
+        width = min(width or self.settings.parallel, len(hosts))
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=width)
         try:
             with report.progress(what, len(hosts)) as done:
                 list(pool.map(lambda host: self._step(step, host, said, done), hosts))

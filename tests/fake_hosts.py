@@ -8,7 +8,8 @@ the node plays the real node scripts from its state (Ray release, venvs, raylet/
 alive in the head's view, worker code): the probe, the scoped stop, ``ray start``, the
 ``cluster_check.py`` waits and tests answer with the shapes the real scripts print. Every
 command and put is logged on its node (``node.log``) and in one cluster-wide order
-(``cluster.log``). The inline node_state.py source reads ``node_state.py`` in the logs.
+(``cluster.log``). The inline node_state.py source reads ``node_state.py`` in the logs
+(network_check.py's, ``network_check.py``; the fake network lets everything through).
 """
 
 import dataclasses
@@ -33,6 +34,7 @@ HOME = "/opt/rt"  # the installation directory of every fake node
 PYTHON = "3.11.7"
 STATE = f"{HOME}/.ray-tasks"
 CLUSTER_FILE = f"{STATE}/cluster.json"
+CLEAR_NETWORK = json.dumps({"problems": [], "notes": [], "failed": [], "others": {}})
 
 
 @functools.cache
@@ -48,9 +50,9 @@ def real_probe():
 
 
 @functools.cache
-def inline_script():
-    """How the node_state.py source appears in a command (passed inline to ``python -c``)."""
-    return shlex.quote((SCRIPTS / "node_state.py").read_text(encoding="utf-8"))
+def inline_script(name="node_state.py"):
+    """How a node script's source appears in a command (passed inline to ``python -c``)."""
+    return shlex.quote((SCRIPTS / name).read_text(encoding="utf-8"))
 
 
 @dataclasses.dataclass
@@ -134,6 +136,7 @@ class FakeCluster:
             (r"node_state\.py route", self.route),
             (r"node_state\.py stop", self.stop),
             (r"node_state\.py kill-workers", lambda node, match: "replaced 0 worker processes"),
+            (r"network_check\.py", lambda node, match: CLEAR_NETWORK),
             (r"bin/ray start --head", self.start_head),
             (r"bin/ray start --address=", self.join),
             (r"cluster_check\.py wait (\S+) (\d+)", self.wait),
@@ -179,6 +182,7 @@ class FakeCluster:
     def answer(self, node, command):
         """Log ``command``, then answer it from the node's rules, else from its state."""
         command = command.replace(inline_script(), "node_state.py")
+        command = command.replace(inline_script("network_check.py"), "network_check.py")
         self.record(node, command)
         answer = next((answer for pattern, answer in node.rules if matches(pattern, command)),
                       None)

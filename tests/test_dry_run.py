@@ -10,11 +10,12 @@ from test_orchestration import NEW, OLD, three
 # The fixtures, shared.
 fake, inv, running = test_orchestration.fake, test_orchestration.inv, test_orchestration.running
 
-READ_ONLY = re.compile(r"node_state\.py (probe|route)")
+# The probe, the route lookup and start's network check (its listeners close when it ends).
+READ_ONLY = re.compile(r"node_state\.py (probe|route)|network_check\.py ")
 
 
 def only_probed(fake):
-    """Assert that nothing but the probe (and the route lookup) reached any node."""
+    """Assert that nothing but READ_ONLY commands reached any node."""
     for node in fake.nodes.values():
         assert all(READ_ONLY.search(entry) for entry in node.log), node.log
 
@@ -28,13 +29,13 @@ def test_start_dry_run_says_each_ray_start_line_and_changes_nothing(fake, inv):
     lines = ran.out.splitlines()
     head_line, = [line for line in lines if line.startswith("[10.9.0.1] would ")]
     assert "unpack the worker code into /opt/rt/.ray-tasks/code/" in head_line
-    assert head_line.endswith("run: ray start --head --port=6379 --dashboard-host=127.0.0.1 "
-                              "--node-ip-address=10.9.0.1 --num-cpus=3 "
+    assert "run: ray start --head --dashboard-host=127.0.0.1 --port=6379 " in head_line
+    assert head_line.endswith("--max-worker-port=8178 --node-ip-address=10.9.0.1 --num-cpus=3 "
                               "--temp-dir=/opt/rt/.ray-tasks/tmp --disable-usage-stats")
     for address in ("10.9.0.2", "10.9.0.3"):
         line, = [line for line in lines if line.startswith(f"[{address}] would ")]
-        assert f"run: ray start --address=10.9.0.1:6379 --node-ip-address={address} " \
-               "--num-cpus=3 " in line
+        assert "run: ray start --address=10.9.0.1:6379 --node-manager-port=6380 " in line
+        assert f"--max-worker-port=8178 --node-ip-address={address} --num-cpus=3 " in line
     assert "start: dry run, nothing was changed on any node" in lines
 
 

@@ -57,8 +57,8 @@ def refused(sandbox, *args, env=None, yaml=None):
 
 
 @pytest.mark.parametrize("args, env, yaml, message", [
-    (("status",), {"INVOKE_RAY_PORT": "0"}, None, "port: must be 1-65535, got 0"),
-    (("status",), None, "ray:\n  port: 70000\n", "port: must be 1-65535, got 70000"),
+    (("status",), {"INVOKE_RAY_PORT": "0"}, None, "port: must be 1-63536, got 0"),
+    (("status",), None, "ray:\n  port: 70000\n", "port: must be 1-63536, got 70000"),
     (("start", "--num-workers=abc"), None, None, "num_workers: 'abc' is not a whole number"),
     (("start", "--num-workers=2.9"), None, None, "num_workers: '2.9' is not a whole number"),
     (("start",), {"INVOKE_RAY_NUM_WORKERS": "0"}, None, "num_workers: must be at least 1"),

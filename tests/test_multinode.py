@@ -90,8 +90,10 @@ def test_restart_workers_refuses_while_tasks_run(netns_cluster, cluster_env, wor
     hold = ("import ray, time\nray.init()\n@ray.remote\ndef hold():\n    time.sleep(300)\n"
             "ref = hold.remote()\ntime.sleep(300)\n")
     driver = subprocess.Popen(
-        netns_cluster.ssh_args(head, f". {setup_env()} && python -c {shlex.quote(hold)}"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        netns_cluster.ssh_args(head, f". {setup_env()} && echo $$ && exec python -c "
+                                     f"{shlex.quote(hold)}"),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    remote_pid = int(driver.stdout.readline())
     try:
         deadline = time.monotonic() + 120
         while not any("ray::hold" in line for host in netns_cluster.hosts
@@ -102,6 +104,7 @@ def test_restart_workers_refuses_while_tasks_run(netns_cluster, cluster_env, wor
         assert refused.returncode == 1
         assert "tasks are running (ray::hold)" in refused.output
     finally:
+        netns_cluster.ssh(head, f"kill {remote_pid}")
         driver.kill()
         driver.wait()
 

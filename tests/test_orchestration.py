@@ -319,3 +319,34 @@ def test_ctrl_c_ends_the_task_and_nothing_more_is_sent(tmp_path):
     sent = [json.loads(line) for line in journal.read_text().splitlines()]
     assert sent[-1][0] == W2 and BUILD.search(sent[-1][1]), sent[-1]
     assert not any(address == W3 and BUILD.search(entry) for address, entry in sent)
+
+
+def test_a_blocked_connection_stops_start_before_any_ray_start(fake, inv):
+    head, w2, w3 = three(fake)
+    w3.on("network_check.py", (0, json.dumps({
+        "problems": [], "others": {},
+        "failed": [[HEAD, "GCS", HEAD, 6379, "timed out"]]}), ""))
+    ran = inv("start")
+    assert ran.code == 1
+    assert f"  {W3} → {HEAD} GCS {HEAD}:6379 timed out\n" in ran.out
+    assert f"[{W3}] FAILED: 1 connection(s) to other nodes failed" in ran.out
+    assert f"start failed on 1 of 3 nodes: {W3}\n" in ran.err
+    for node in (head, w2, w3):
+        assert node.sent("network_check.py") and not node.sent(START), node.log
+
+
+def test_another_cluster_whose_ports_overlap_fails_the_preflight(fake, inv):
+    head, w2, w3 = three(fake)
+    w2.on("network_check.py", (0, json.dumps({
+        "problems": [], "failed": [], "others": {"/opt/other": 6479}}), ""))
+    ran = inv("start")
+    assert ran.code == 1
+    assert (f"[{W2}] FAILED: the cluster in /opt/other runs here: ports 6479-8265 would be "
+            "shared by this cluster (port 6379) and the one at port 6479") in ran.out
+    assert not any(node.sent(START) for node in (head, w2, w3))
+
+
+def test_start_of_a_running_cluster_checks_no_network(fake, inv, running):
+    ran = inv("start")
+    assert ran.code == 0, ran.out + ran.err
+    assert not any(node.sent("network_check.py") for node in running)

@@ -38,12 +38,18 @@ def test_ray_start_for_head_and_worker():
     assert head.startswith("cd /r && env RAY_TASKS_HOME=/r PYTHONPATH=/r/.ray-tasks/worker_code ")
     assert "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/r/.ray-tasks/auth_token" in head
     assert head.endswith(
-        "timeout 120 /r/.ray-tasks/venv/bin/ray start --head --port=6379 "
-        "--dashboard-host=127.0.0.1 --node-ip-address=10.0.0.1 --num-cpus=4 "
+        "timeout 120 /r/.ray-tasks/venv/bin/ray start --head --dashboard-host=127.0.0.1 "
+        "--port=6379 --node-manager-port=6380 --object-manager-port=6381 "
+        "--ray-client-server-port=6382 --dashboard-agent-grpc-port=6383 "
+        "--dashboard-agent-listen-port=6384 --metrics-export-port=6385 "
+        "--runtime-env-agent-port=6386 --dashboard-port=8265 --min-worker-port=6479 "
+        "--max-worker-port=8178 --node-ip-address=10.0.0.1 --num-cpus=4 "
         "--object-store-memory=104857600 --temp-dir=/r/.ray-tasks/tmp --disable-usage-stats "
         "--block")
     worker = ray_commands.ray_start(settings, "/r", "10.0.0.2", [], head_address="10.0.0.1:6379")
-    assert "--address=10.0.0.1:6379 --node-ip-address=10.0.0.2 --temp-dir" in worker
+    assert "--address=10.0.0.1:6379 --node-manager-port=6380 " in worker
+    assert "--max-worker-port=8178 --node-ip-address=10.0.0.2 --temp-dir" in worker
+    assert "--port=" not in worker and "--dashboard-port=8265" in worker
     assert "--head" not in worker and "timeout" not in worker
 
 

@@ -9,14 +9,13 @@ import time
 from invoke import task
 from invoke.exceptions import ThreadException
 
-from .. import cluster_lifecycle, cluster_status, ray_nodes, report
+from .. import cluster_lifecycle, cluster_status, network, ray_nodes, ray_ports, report
 from ..cluster import Cluster
 from ..hosts import StepError
 from ..user_errors import user_error
 from ..cluster_tests import cluster_test, run_selftest
 from .options import COMMON_HELP, common
 
-DASHBOARD_PORT = 8265
 # How long status waits for the head to answer as an alive node of its cluster.
 STATUS_WAIT = 10
 
@@ -104,6 +103,24 @@ def status(c, nodes=None, hosts=None, key_file=None, username=None,
         runner.finish("status", details=status_details(runner, view, cluster.settings.port))
 
 
+@task(auto_shortflags=False, help=COMMON_HELP)
+def check_network(c, nodes=None, hosts=None, key_file=None, username=None,
+                  installation_directory=None, json=False, verbose=False):
+    """Check, from every node at once, that it reaches the head's GCS port and every other
+    node on the ports Ray uses, and that the address it announces is its own.
+
+    Works with Ray stopped or running. Prints each blocked connection (from, to, what,
+    address, why) and exits 1 naming the failing nodes; prints "network ok" otherwise."""
+    cluster = Cluster(c, with_head=True,
+                      **common(nodes, hosts, key_file, username, installation_directory,
+                               json, verbose))
+    with cluster.runner as runner:
+        cluster.stop_here("check-network")
+        if network.check(cluster, cluster.ray_port()):
+            report.say("network ok")
+        runner.finish("check-network")
+
+
 def free_local_port(text):
     """The tunnel's local port as a number, checked free on 127.0.0.1 before anything
     connects (the tunnel binds it in a thread, where a failure would go unseen while
@@ -136,7 +153,8 @@ def wait_listening(port, timeout=10):
 
 
 @task(auto_shortflags=False, help={**COMMON_HELP, "local-port": "Port on this machine for "
-                                                 "the tunnel (default 8265)."})
+                                                 "the tunnel (default: the head's dashboard "
+                                                 "port, 8265 for ray.port 6379)."})
 def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, username=None,
               installation_directory=None, json=False, verbose=False):
     """Open an SSH tunnel to the head's dashboard (it listens on the head's 127.0.0.1 only).
@@ -146,8 +164,7 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
     cluster = Cluster(c, head_only=True,
                       **common(nodes, hosts, key_file, username, installation_directory,
                                json, verbose))
-    local_port = DASHBOARD_PORT if local_port is None else local_port
-    if not cluster.local:
+    if local_port is not None and not cluster.local:
         local_port = free_local_port(local_port)
     with cluster.runner as runner:
         cluster.stop_here("dashboard")
@@ -155,14 +172,16 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
         if not head.state.gcs:
             runner.fail(head, "the cluster is not running: use inv start")
             runner.finish("dashboard")
-        url = f"http://127.0.0.1:{local_port}"
+        remote_port = ray_ports.plan(cluster.ray_port()).fixed["dashboard"]
         if cluster.local:
-            report.say(f"dashboard: {url}")
+            report.say(f"dashboard: http://127.0.0.1:{remote_port}")
             return
+        local_port = free_local_port(remote_port) if local_port is None else local_port
+        url = f"http://127.0.0.1:{local_port}"
         # A browser that drops a connection mid-page makes the tunnel's thread end with
         # ConnectionResetError, which Fabric raises when the tunnel closes: not a failure.
         with contextlib.suppress(ThreadException), head.connection.forward_local(
-                local_port, remote_port=DASHBOARD_PORT, remote_host="127.0.0.1",
+                local_port, remote_port=remote_port, remote_host="127.0.0.1",
                 local_host="127.0.0.1"):
             wait_listening(local_port)
             report.say(f"dashboard of {head.node}: {url}  (Ctrl-C closes the tunnel)")

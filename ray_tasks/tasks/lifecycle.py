@@ -39,6 +39,7 @@ def start(c, worker_dir=None, num_workers=None, nodes=None, hosts=None, key_file
             cluster.settings = cluster_lifecycle.joining_settings(cluster)
         ownership.check(runner, cluster.selected_hosts())
         cluster_lifecycle.check_ready_to_start(cluster)
+        cluster_lifecycle.check_network(cluster)
         if cluster.settings.dry_run:
             return dry.finish(cluster, "start", dry.start_plan(cluster, bundle))
         ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "start")
