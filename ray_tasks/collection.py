@@ -3,7 +3,7 @@
 from invoke import Collection
 
 from .config import DEFAULTS
-from .tasks import commands, inspection, install, lifecycle
+from .tasks import commands, inspection, install, jobs, lifecycle
 
 namespace = Collection(
     install.install,
@@ -15,6 +15,10 @@ namespace = Collection(
     inspection.test,
     inspection.status,
     inspection.dashboard,
+    jobs.submit,
+    jobs.job_logs,
+    jobs.job_stop,
 )
+namespace.add_task(jobs.jobs_, name="jobs")
 namespace.add_task(commands.exec_, name="exec")
 namespace.configure({"ray": DEFAULTS})

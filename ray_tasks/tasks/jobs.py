@@ -1,0 +1,123 @@
+"""Ray jobs from the controller: submit, jobs, job-logs, job-stop (Ray's job API on the
+head; the controller needs no Ray)."""
+
+import sys
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from .. import job_watch, jobs, report
+from ..cluster import Cluster
+from ..hosts import StepError
+from ..user_errors import user_error
+from .options import COMMON_HELP, common
+
+SUBMIT_HELP = {
+    **COMMON_HELP,
+    "script": "The Python script the job runs (on the head, with the cluster's Python).",
+    "args": "The script's arguments, as one string split like a shell would: "
+            "--args='--epochs 3 --name \"a b\"'.",
+    "working-dir": "Upload this directory as the job's working directory (the script must "
+                   "lie inside it); its modules import in the job and its tasks.",
+    "no-wait": "Submit and return at once, printing how to follow the job.",
+}
+JOB_HELP = {**COMMON_HELP, "job-id": "The job's id, as submit and `inv jobs` show it."}
+
+
+def check_running(cluster, task_name):
+    """End the task unless the head was reached and its cluster runs."""
+    cluster.stop_here(task_name)
+    if not cluster.head.state.gcs:
+        cluster.runner.fail(cluster.head, "the cluster is not running: use inv start")
+        cluster.runner.finish(task_name)
+
+
+def on_head(cluster, task_name, step):
+    """``step(head)`` for a task of the head alone; a StepError fails the task."""
+    try:
+        return step(cluster.head)
+    except StepError as error:
+        cluster.runner.fail(cluster.head, error.message, error.output)
+        cluster.runner.finish(task_name)
+
+
+def end_with_job(head, job_id):
+    """Exit with the finished job's status: 0, or its exit code (or 1) naming its status."""
+    code, line = jobs.outcome(job_id, jobs.status(head, job_id))
+    if code:
+        raise Exit(line, code=code)
+    report.say(line)
+
+
+@task(auto_shortflags=False, help=SUBMIT_HELP)
+def submit(c, script, args="", working_dir=None, no_wait=False, nodes=None, hosts=None,
+           key_file=None, username=None, installation_directory=None):
+    """Run SCRIPT on the cluster as a Ray job, its output streamed here.
+
+    The script (or --working-dir) is uploaded; `inv submit train.py --args='--epochs 3'`
+    runs `python train.py --epochs 3` as a job. Exits with the job's status: 0, or the
+    job's exit code (1 when it has none) naming its status. Ctrl-C asks whether to stop
+    the job or leave it running (without a terminal: leaves it running)."""
+    cluster = Cluster(c, head_only=True,
+                      **common(nodes, hosts, key_file, username, installation_directory))
+    try:
+        files = jobs.pack_job(script, working_dir, args)
+    except jobs.JobError as error:
+        user_error(error)
+    job_id = jobs.new_job_id()
+    with cluster.runner:
+        check_running(cluster, "submit")
+        message = on_head(cluster, "submit", lambda head: jobs.submit(head, files, job_id))
+        report.host_line(cluster.head.node, message)
+        if no_wait:
+            report.say(job_watch.how_to_follow(job_id))
+            return
+        ended = on_head(cluster, "submit", lambda head: job_watch.follow(head, job_id))
+        if not ended:
+            raise Exit(code=job_watch.INTERRUPTED)
+        on_head(cluster, "submit", lambda head: end_with_job(head, job_id))
+
+
+@task(auto_shortflags=False, help=COMMON_HELP)
+def jobs_(c, nodes=None, hosts=None, key_file=None, username=None,
+          installation_directory=None):
+    """List the cluster's Ray jobs: id, status, start, seconds, entrypoint."""
+    cluster = Cluster(c, head_only=True,
+                      **common(nodes, hosts, key_file, username, installation_directory))
+    with cluster.runner:
+        check_running(cluster, "jobs")
+        found = on_head(cluster, "jobs", jobs.list_jobs)
+        rows = jobs.job_rows(found, cluster.head.home)
+        report.say(report.table(("job", "status", "started", "seconds", "entrypoint"), rows)
+                   if rows else "no jobs")
+
+
+@task(auto_shortflags=False,
+      help={**JOB_HELP, "follow": "Keep printing the output as it comes, until the job ends "
+                                  "(Ctrl-C stops following; the job keeps running)."})
+def job_logs(c, job_id, follow=False, nodes=None, hosts=None, key_file=None, username=None,
+             installation_directory=None):
+    """Print one job's output (so far, or --follow it until the job ends)."""
+    cluster = Cluster(c, head_only=True,
+                      **common(nodes, hosts, key_file, username, installation_directory))
+    with cluster.runner:
+        check_running(cluster, "job-logs")
+        if not follow:
+            sys.stdout.write(on_head(cluster, "job-logs", lambda head: jobs.logs(head, job_id)))
+            return
+        if not on_head(cluster, "job-logs",
+                       lambda head: job_watch.follow(head, job_id, ask_to_stop=False)):
+            raise Exit(code=job_watch.INTERRUPTED)
+        on_head(cluster, "job-logs", lambda head: end_with_job(head, job_id))
+
+
+@task(auto_shortflags=False, help=JOB_HELP)
+def job_stop(c, job_id, nodes=None, hosts=None, key_file=None, username=None,
+             installation_directory=None):
+    """Ask Ray to stop a job (it is sent SIGTERM, then killed)."""
+    cluster = Cluster(c, head_only=True,
+                      **common(nodes, hosts, key_file, username, installation_directory))
+    with cluster.runner:
+        check_running(cluster, "job-stop")
+        stopped = on_head(cluster, "job-stop", lambda head: jobs.stop(head, job_id))
+        report.say(f"job {job_id}: " + ("stopping" if stopped else "was not running"))
