@@ -318,3 +318,19 @@ def submit_job(home, archive, job_id, script, args):
         shell.join("rm", "-f", archive),
         head_python(home, "job_client.py", "submit", job_id, folder, script, *args),
     ])
+
+
+def node_python(python, script, *args):
+    """Run a node script (shipped inline, standard library only) with the node's plain
+    Python."""
+    return shell.join(python, "-c", source(script), *args)
+
+
+def interactive_shell(installation_directory):
+    """Shell text for an operator's shell on a node: setup-env.sh sourced as by
+    enter_cluster_env (saying so when there is none), then the login user's shell."""
+    missing = shell.quote(f"ray-tasks: no setup-env.sh of ray-tasks in {installation_directory}"
+                          ": Ray is not set up here (inv install start)")
+    text = (f"{{ {enter_cluster_env(installation_directory)}}} || echo {missing} >&2; "
+            'exec "${SHELL:-/bin/sh}" -i')
+    return shell.join("sh", "-c", text)

@@ -96,3 +96,22 @@ def verdict(task, outcomes, settings, defaults, arguments=()):
         f"{how}: {command}",
         code=1,
     )
+
+
+class HostLines:
+    """A text stream that prints each complete line written to it as ``[host] | line``
+    (for output that arrives in pieces, as a followed log does)."""
+
+    def __init__(self, host, stream=None):
+        self.host = host
+        self.stream = stream
+        self.partial = ""
+
+    def write(self, text):
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            say(f"[{self.host}] | {line}", self.stream)
+
+    def flush(self):
+        pass
