@@ -13,6 +13,7 @@ A failure prints ``error: ...`` on stderr and exits 2.
 
 import asyncio
 import json
+import logging
 import os
 import select
 import shlex
@@ -25,7 +26,9 @@ EXIT_ERROR = 2
 
 
 def client():
+    """The job API's client (Ray's own progress notes silenced: only the job speaks)."""
     from ray.job_submission import JobSubmissionClient
+    logging.getLogger("ray").setLevel(logging.WARNING)
     return JobSubmissionClient(DASHBOARD)
 
 
