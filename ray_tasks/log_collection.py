@@ -19,6 +19,7 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)(?:i?B)?\s*$", re.IGNORECASE)
 # The Ray component a log file belongs to, by the start of its name.
 COMPONENTS = (("raylet", "raylet"), ("gcs_server", "gcs"), ("worker-", "workers"),
               ("python-core-worker", "workers"), ("python-core-driver", "drivers"),
+              ("dashboard_agent", "agents"), ("runtime_env_agent", "agents"),
               ("dashboard", "dashboard"), ("runtime_env", "runtime_env"))
 
 

@@ -8,6 +8,8 @@ import os
 import pty
 import re
 import select
+import signal
+import subprocess
 import time
 
 import pytest
@@ -102,38 +104,85 @@ def test_logs_of_a_node_whose_raylet_was_killed(day_two):
     row = re.search(rf"^{re.escape(victim.ip)}\s+\d+\s+[\d.]+ MiB\s+not running\s+(.+)$",
                     result.output, re.M)
     assert row and row.group(1) != "-", result.output
+    assert "Raylet is terminated" in result.output
 
 
-def run_on_terminal(args, env, typed, until, timeout=180):
-    """Run ``args`` on a pseudo-terminal, type ``typed`` once it printed its first line,
-    read until ``until`` shows (or it ends). Returns what the terminal showed."""
+def on_terminal(args, env, steps, until_exit=False, timeout=180):
+    """Run ``args`` on a pseudo-terminal as at an operator's keyboard: for each (text,
+    keys) of ``steps``, wait until ``text`` shows, then type ``keys``; then, with
+    ``until_exit``, read until it ends, else kill it. Returns (its exit status, None when
+    killed; what the terminal showed)."""
     pid, terminal = pty.fork()
     if pid == 0:
         os.chdir(REPO)
         os.execve(args[0], args, env)
-    shown, typed_yet, deadline = b"", False, time.monotonic() + timeout
-    while time.monotonic() < deadline and until.encode() not in shown:
-        if not typed_yet and b"\n" in shown:
-            os.write(terminal, typed.encode())
-            typed_yet = True
+    shown, deadline, steps = b"", time.monotonic() + timeout, list(steps)
+    while (steps or until_exit) and time.monotonic() < deadline:
+        if steps and steps[0][0].encode() in shown:
+            os.write(terminal, steps.pop(0)[1].encode())
+            continue
         if select.select([terminal], [], [], 1)[0]:
             try:
                 chunk = os.read(terminal, 4096)
-            except OSError:
+            except OSError:  # the terminal closed: the program ended
                 break
             if not chunk:
                 break
             shown += chunk
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
+    if steps or not until_exit:
+        os.kill(pid, 9)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     os.close(terminal)
-    return shown.decode(errors="replace")
+    return (None if status == -9 else status), shown.decode(errors="replace")
+
+
+def job_status(env, ident):
+    listed = run_inv("jobs", env=env)
+    found = re.search(rf"^{ident}\s+(\w+)\s", listed.output, re.M)
+    assert found, listed.output
+    return found.group(1)
+
+
+def write_ticker(cluster):
+    return write(os.path.join(cluster.base, "jobs", "ticker.py"),
+                 "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n"
+                 "    time.sleep(1)\n")
+
+
+def test_ctrl_c_on_a_terminal_stops_the_job_when_asked(day_two):
+    cluster, env = day_two
+    status, shown = on_terminal(inv_command("submit", write_ticker(cluster)), env, [
+        ("tick 1", "\x03"), ("[s]top / [l]eave", "s\n")], until_exit=True)
+    assert status == 1, shown
+    ident = job_id(shown)
+    assert f"job {ident} STOPPED" in shown
+    assert job_status(env, ident) == "STOPPED"
+
+
+def test_ctrl_c_without_a_terminal_leaves_the_job_running(day_two):
+    cluster, env = day_two
+    process = subprocess.Popen(inv_command("submit", write_ticker(cluster)), cwd=REPO,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, stdin=subprocess.DEVNULL)
+    lines = []
+    while not lines or "tick 1" not in lines[-1]:
+        lines.append(process.stdout.readline())
+        assert lines[-1], "".join(lines)
+    process.send_signal(signal.SIGINT)
+    output = "".join(lines) + process.communicate(timeout=60)[0]
+    assert process.returncode == 130, output
+    ident = job_id(output)
+    assert f"job {ident} left running" in output
+    assert f"inv job-logs {ident} --follow" in output
+    assert job_status(env, ident) == "RUNNING"
+    stopped = run_inv("job-stop", ident, env=env)
+    assert stopped.returncode == 0, stopped.output
 
 
 def test_attach_gives_a_shell_where_ray_status_works(day_two):
     cluster, env = day_two
-    shown = run_on_terminal(inv_command("attach"), env,
-                            "hostname; ray status; echo attach-$((6*7))\n", until="attach-42")
+    _status, shown = on_terminal(inv_command("attach"), env, [
+        ("\n", "hostname; ray status; echo attach-$((6*7))\n"), ("attach-42", "")])
     assert "attach-42" in shown, shown
     assert f"{cluster.hosts[0].name}\r\n" in shown, shown
     assert "Active:" in shown and "node_" in shown, shown

@@ -24,6 +24,9 @@ import time
 ERROR_LINE = re.compile(r"\bERROR\b|Traceback \(most recent call last\)|"
                         r"^\[\d{4}-\d\d-\d\d [\d:,.]+ [ECF] \d+ \d+\]|Check failed")
 POLL_SECONDS = 0.5
+# The lines Ray writes into a worker's output to tell its log monitor whose lines follow.
+MARKERS = (":job_id:", ":task_name:", ":actor_name:", ":task_attempt_start:",
+           ":task_attempt_end:")
 
 
 def is_error_line(line):
@@ -139,6 +142,8 @@ def follow(temp_dir):
         for name in names:
             path = os.path.join(logs, name)
             for line in new_lines(path, offsets):
+                if line.startswith(MARKERS):
+                    continue
                 if name.endswith(".err") or is_error_line(line):
                     sys.stdout.write(f"{name}: {line}\n")
         sys.stdout.flush()

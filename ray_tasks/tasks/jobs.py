@@ -24,21 +24,23 @@ SUBMIT_HELP = {
 JOB_HELP = {**COMMON_HELP, "job-id": "The job's id, as submit and `inv jobs` show it."}
 
 
-def check_running(cluster, task_name):
-    """End the task unless the head was reached and its cluster runs."""
-    cluster.stop_here(task_name)
+def check_running(cluster, task_name, *arguments):
+    """End the task unless the head was reached and its cluster runs (the retry hint
+    repeats the task's positional ``arguments``)."""
+    if len(cluster.runner.ready) < len(cluster.runner.hosts):
+        cluster.runner.finish(task_name, *arguments)
     if not cluster.head.state.gcs:
         cluster.runner.fail(cluster.head, "the cluster is not running: use inv start")
-        cluster.runner.finish(task_name)
+        cluster.runner.finish(task_name, *arguments)
 
 
-def on_head(cluster, task_name, step):
+def on_head(cluster, step, task_name, *arguments):
     """``step(head)`` for a task of the head alone; a StepError fails the task."""
     try:
         return step(cluster.head)
     except StepError as error:
         cluster.runner.fail(cluster.head, error.message, error.output)
-        cluster.runner.finish(task_name)
+        cluster.runner.finish(task_name, *arguments)
 
 
 def end_with_job(head, job_id):
@@ -66,16 +68,17 @@ def submit(c, script, args="", working_dir=None, no_wait=False, nodes=None, host
         user_error(error)
     job_id = jobs.new_job_id()
     with cluster.runner:
-        check_running(cluster, "submit")
-        message = on_head(cluster, "submit", lambda head: jobs.submit(head, files, job_id))
+        check_running(cluster, "submit", script)
+        message = on_head(cluster, lambda head: jobs.submit(head, files, job_id), "submit",
+                          script)
         report.host_line(cluster.head.node, message)
         if no_wait:
             report.say(job_watch.how_to_follow(job_id))
             return
-        ended = on_head(cluster, "submit", lambda head: job_watch.follow(head, job_id))
-        if not ended:
+        if not on_head(cluster, lambda head: job_watch.follow(head, job_id), "job-logs",
+                       job_id, "--follow"):
             raise Exit(code=job_watch.INTERRUPTED)
-        on_head(cluster, "submit", lambda head: end_with_job(head, job_id))
+        on_head(cluster, lambda head: end_with_job(head, job_id), "job-logs", job_id)
 
 
 @task(auto_shortflags=False, help=COMMON_HELP)
@@ -86,7 +89,7 @@ def jobs_(c, nodes=None, hosts=None, key_file=None, username=None,
                       **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner:
         check_running(cluster, "jobs")
-        found = on_head(cluster, "jobs", jobs.list_jobs)
+        found = on_head(cluster, jobs.list_jobs, "jobs")
         rows = jobs.job_rows(found, cluster.head.home)
         report.say(report.table(("job", "status", "started", "seconds", "entrypoint"), rows)
                    if rows else "no jobs")
@@ -101,14 +104,15 @@ def job_logs(c, job_id, follow=False, nodes=None, hosts=None, key_file=None, use
     cluster = Cluster(c, head_only=True,
                       **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner:
-        check_running(cluster, "job-logs")
+        check_running(cluster, "job-logs", job_id)
         if not follow:
-            sys.stdout.write(on_head(cluster, "job-logs", lambda head: jobs.logs(head, job_id)))
+            sys.stdout.write(on_head(cluster, lambda head: jobs.logs(head, job_id), "job-logs",
+                                     job_id))
             return
-        if not on_head(cluster, "job-logs",
-                       lambda head: job_watch.follow(head, job_id, ask_to_stop=False)):
+        if not on_head(cluster, lambda head: job_watch.follow(head, job_id, ask_to_stop=False),
+                       "job-logs", job_id, "--follow"):
             raise Exit(code=job_watch.INTERRUPTED)
-        on_head(cluster, "job-logs", lambda head: end_with_job(head, job_id))
+        on_head(cluster, lambda head: end_with_job(head, job_id), "job-logs", job_id)
 
 
 @task(auto_shortflags=False, help=JOB_HELP)
@@ -118,6 +122,6 @@ def job_stop(c, job_id, nodes=None, hosts=None, key_file=None, username=None,
     cluster = Cluster(c, head_only=True,
                       **common(nodes, hosts, key_file, username, installation_directory))
     with cluster.runner:
-        check_running(cluster, "job-stop")
-        stopped = on_head(cluster, "job-stop", lambda head: jobs.stop(head, job_id))
+        check_running(cluster, "job-stop", job_id)
+        stopped = on_head(cluster, lambda head: jobs.stop(head, job_id), "job-stop", job_id)
         report.say(f"job {job_id}: " + ("stopping" if stopped else "was not running"))

@@ -53,7 +53,8 @@ def print_collected(runner, out, found):
         report.say(f"\nerrors on {node}:")
         for name, lines in sorted(errors.items()):
             path, number, line = lines[-1]
-            report.say(f"  {name}: {len(lines)} lines, the last {path}:{number}:\n"
+            count = f"{len(lines)} line" + ("s, the last" if len(lines) > 1 else ":")
+            report.say(f"  {name}: {count} {path}:{number}:\n"
                        f"    {line[:300]}")
 
 
