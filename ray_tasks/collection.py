@@ -3,7 +3,7 @@
 from invoke import Collection
 
 from .config import DEFAULTS
-from .tasks import commands, inspection, install, lifecycle
+from .tasks import attach, commands, inspection, install, jobs, lifecycle, logs
 
 namespace = Collection(
     install.install,
@@ -16,6 +16,12 @@ namespace = Collection(
     inspection.status,
     inspection.dashboard,
     inspection.check_network,
+    jobs.submit,
+    jobs.job_logs,
+    jobs.job_stop,
+    logs.logs,
+    attach.attach,
 )
+namespace.add_task(jobs.jobs_, name="jobs")
 namespace.add_task(commands.exec_, name="exec")
 namespace.configure({"ray": DEFAULTS})

@@ -7,6 +7,7 @@ import json
 import os
 import posixpath
 import secrets
+import shutil
 
 import invoke
 
@@ -86,6 +87,16 @@ class Host:
         command = ray_commands.node_state(self.settings.python, home, action, *args)
         return self.run(command, what, check=check)
 
+    def stream(self, command, what, out):
+        """Run a shell command with no time limit (a liveness check still drops a host that
+        stops answering), writing its stdout and stderr to ``out`` as they come; on a lost
+        connection raise StepError saying it could not do ``what``. Returns the Result."""
+        result = self._run(command, None, False, hide=False, out_stream=out, err_stream=out)
+        if result.exited == -1 and not self.connected:
+            raise StepError(f"lost the connection while trying to {what}: the host stopped "
+                            "answering")
+        return result
+
     def probe(self, head=""):
         """Learn the node's installation and Ray state in one round trip (and its route
         towards ``head``, the head's SSH host name, when given)."""
@@ -117,8 +128,15 @@ class LocalHost(Host):
     def open(self):
         pass
 
-    def _run(self, command, timeout, in_stream):
-        return self._context.run(command, timeout=timeout, in_stream=in_stream)
+    def _run(self, command, timeout, in_stream, **output):
+        return self._context.run(command, timeout=timeout, in_stream=in_stream, **output)
+
+    def fetch(self, path, local_path):
+        """Copy the file ``path`` to ``local_path``."""
+        try:
+            shutil.copyfile(path, local_path)
+        except OSError as error:
+            raise StepError(f"could not fetch {path}: {error.strerror or error}") from None
 
     def put(self, data, path, mode=0o644):
         """Write ``path`` through a new file (never an old one's inode and mode), renamed into
@@ -173,9 +191,16 @@ class SshHost(Host):
     def connected(self):
         return self.connection.is_connected
 
-    def _run(self, command, timeout, in_stream):
+    def _run(self, command, timeout, in_stream, **output):
         return self.connection.run("sh -c " + shell.quote(command), timeout=timeout,
-                                   in_stream=in_stream)
+                                   in_stream=in_stream, **output)
+
+    def fetch(self, path, local_path):
+        """Copy the file ``path`` to ``local_path`` over SFTP."""
+        try:
+            self.connection.sftp().get(path, local_path)
+        except OSError as error:
+            raise StepError(f"could not fetch {path}: {error.strerror or error}") from None
 
     def put(self, data, path, mode=0o644):
         """Write ``path`` over SFTP through a temporary name; a secret (``private(mode)``) is

@@ -13,6 +13,7 @@ its own, ``STATE_DIR`` under the installation directory ``home``, made together 
     .ray-tasks/cluster.json                   the settings the cluster was started with
     .ray-tasks/setup-env.sha256               the setup-env.sh files ray-tasks wrote
     .ray-tasks/runtest.py, cluster_check.py, wheels/, tmp/ (Ray's logs and sockets)
+    .ray-tasks/jobs/                          a submitted job's files until Ray holds them
 
 Clean-up removes entries of ``venvs/`` and ``code/`` by name, never by a pattern over a
 directory: only names the probe listed in ray-tasks' own directory.
@@ -304,3 +305,39 @@ def tail_logs(home, lines=20):
     logs = posixpath.join(temp_dir(home), "session_latest", "logs")
     return (f"for f in {shell.quote(logs)}/raylet.out {shell.quote(logs)}/raylet.err; do "
             f"[ -s \"$f\" ] && echo \"== $f\" && tail -n {int(lines)} \"$f\"; done; true")
+
+
+def head_python(home, script, *args):
+    """Run a node script (shipped inline) with the venv's Python, setup-env.sh sourced (the
+    venv on PATH, the cluster's address and token file)."""
+    python = posixpath.join(venv_link(home), "bin", "python")
+    return (f". {shell.quote(setup_env_path(home))} && "
+            + shell.join(python, "-c", source(script), *args))
+
+
+def submit_job(home, archive, job_id, script, args):
+    """Unpack a job's uploaded files into ``jobs/<job_id>`` and submit ``script`` (a path
+    inside them) with ``args`` as a Ray job with that working directory."""
+    folder = state_path(home, "jobs", job_id)
+    return " && ".join([
+        shell.join("mkdir", "-m", "700", folder),
+        shell.join("tar", "-xzf", archive, "-C", folder),
+        shell.join("rm", "-f", archive),
+        head_python(home, "job_client.py", "submit", job_id, folder, script, *args),
+    ])
+
+
+def node_python(python, script, *args):
+    """Run a node script (shipped inline, standard library only) with the node's plain
+    Python."""
+    return shell.join(python, "-c", source(script), *args)
+
+
+def interactive_shell(installation_directory):
+    """Shell text for an operator's shell on a node: setup-env.sh sourced as by
+    enter_cluster_env (saying so when there is none), then the login user's shell."""
+    missing = shell.quote(f"ray-tasks: no setup-env.sh of ray-tasks in {installation_directory}"
+                          ": Ray is not set up here (inv install start)")
+    text = (f"{{ {enter_cluster_env(installation_directory)}}} || echo {missing} >&2; "
+            'exec "${SHELL:-/bin/sh}" -i')
+    return shell.join("sh", "-c", text)

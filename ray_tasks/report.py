@@ -41,7 +41,7 @@ def configure(settings):
     mode.json, mode.verbose, mode.dry_run = settings.json, settings.verbose, settings.dry_run
 
 
-def _stdout():
+def stdout():
     """Where the operator's lines go: stdout, or stderr when stdout is for JSON."""
     return sys.stderr if mode.json else sys.stdout
 
@@ -49,7 +49,7 @@ def _stdout():
 def say(text, stream=None):
     """Print one line (safe to call from several threads)."""
     with _lock:
-        print(text, file=stream or _stdout(), flush=True)
+        print(text, file=stream or stdout(), flush=True)
 
 
 def host_line(host, text):
@@ -127,8 +127,8 @@ def grouped_output(outputs):
                                        in outputs.items()}).items():
             prefix = f"[{fold(hosts)}]"
             lines = [f"{prefix} | {line}" for line in output.splitlines()]
-            print("\n".join(lines or [f"{prefix} (no output)"]), file=_stdout())
-        _stdout().flush()
+            print("\n".join(lines or [f"{prefix} (no output)"]), file=stdout())
+        stdout().flush()
 
 
 def host_output(host, output, stream=None):
@@ -244,3 +244,22 @@ def verdict(task, outcomes, settings, defaults, arguments=()):
         f"{how}: {command}",
         code=1,
     )
+
+
+class HostLines:
+    """A text stream that prints each complete line written to it as ``[host] | line``
+    (for output that arrives in pieces, as a followed log does)."""
+
+    def __init__(self, host, stream=None):
+        self.host = host
+        self.stream = stream
+        self.partial = ""
+
+    def write(self, text):
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            say(f"[{self.host}] | {line}", self.stream)
+
+    def flush(self):
+        pass

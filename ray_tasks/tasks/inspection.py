@@ -106,8 +106,10 @@ def status(c, nodes=None, hosts=None, key_file=None, username=None,
 @task(auto_shortflags=False, help=COMMON_HELP)
 def check_network(c, nodes=None, hosts=None, key_file=None, username=None,
                   installation_directory=None, json=False, verbose=False):
-    """Check, from every node at once, that it reaches the head's GCS port and every other
-    node on the ports Ray uses, and that the address it announces is its own.
+    """Check from every node at once that it reaches the others on the ports Ray uses.
+
+    The head's GCS port and every other node's Ray ports, and that the address the node
+    announces is its own.
 
     Works with Ray stopped or running. Prints each blocked connection (from, to, what,
     address, why) and exits 1 naming the failing nodes; prints "network ok" otherwise."""
