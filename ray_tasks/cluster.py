@@ -3,7 +3,7 @@ and one runner over them (plus the head when the task needs it)."""
 
 import functools
 
-from . import auth_token, config, inventory, report
+from . import auth_token, config, inventory
 from .runner import Runner
 from .user_errors import user_errors
 
@@ -15,7 +15,6 @@ class Cluster:
     def __init__(self, c, with_head=False, head_only=False, probe=True, **flags):
         with user_errors():
             self.settings = config.settings(c, **flags)
-        report.configure(self.settings)
         with user_errors():
             self.nodes = inventory.load_nodes(self.settings.nodes)
             self.selected = inventory.select(self.nodes, self.settings.hosts)

@@ -59,6 +59,7 @@ class Runner:
 
     def __init__(self, settings, nodes, probe=True, head=None):
         self.settings = settings
+        report.configure(settings)
         self.probe = probe
         known_hosts = None
         if not all(node.is_local for node in nodes):

@@ -16,6 +16,7 @@ import pytest
 
 from as_user import REPO, inv_command
 from conftest import namespaced_cluster, run_inv, user_env
+from test_day_two_logic import write
 
 TAG = (os.getpid() + 113) % 10000
 
@@ -30,13 +31,6 @@ def day_two():
             yield cluster, env
         finally:
             run_inv("stop", env=env)
-
-
-def write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text)
-    return path
 
 
 def job_id(output):
