@@ -1,5 +1,6 @@
 """restart-workers --rolling on three namespaced hosts: a driver on the head keeps a stream
-of short tasks going (none retried by Ray: max_retries=0) while the new worker code is
+of short tasks going on the two worker nodes (none retried by Ray: max_retries=0; the head
+has cpus=0, as README advises for a roll without retries) while the new worker code is
 rolled node by node; no task fails, and every node runs the new code afterwards."""
 
 import json
@@ -48,7 +49,8 @@ STREAM = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def rolling_cluster():
     with namespaced_cluster(3, tag=TAG) as cluster:
-        env = user_env(cluster, [host.ip for host in cluster.hosts])
+        head, *others = cluster.hosts
+        env = user_env(cluster, [f"{head.ip}  cpus=0", *(host.ip for host in others)])
         worker_dir = os.path.join(cluster.base, "worker")
         os.makedirs(worker_dir)
         set_value(worker_dir, "v1")
@@ -67,8 +69,9 @@ def start_stream(cluster):
     """The streaming driver on the head, started as an operator would over SSH."""
     head = cluster.hosts[0]
     command = f". {setup_env()} && python -c {shlex.quote(STREAM)} {STOP_FILE}"
-    stream = subprocess.Popen(cluster.ssh_args(head, command), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    with open(os.path.join(cluster.base, "stream.err"), "w") as errors:
+        stream = subprocess.Popen(cluster.ssh_args(head, command), stdout=subprocess.PIPE,
+                                  stderr=errors, text=True, stdin=subprocess.DEVNULL)
     read_until(stream, "streaming")
     return stream
 
@@ -77,6 +80,8 @@ def end_stream(cluster, stream):
     """Ask the driver to finish its tasks; returns what it reported."""
     cluster.ssh(cluster.hosts[0], f"touch {STOP_FILE}")
     output, _ = stream.communicate(timeout=300)
+    with open(os.path.join(cluster.base, "stream.err")) as errors:
+        assert output.strip(), errors.read()
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -96,7 +101,9 @@ def test_rolling_restart_loads_new_code_with_no_failed_task(rolling_cluster):
         report = end_stream(cluster, stream)
     finally:
         stream.kill()
-    assert report["failed"] == [], report
-    names = {host.name for host in cluster.hosts}
-    assert report["values"] == {name: ["v1", "v2"] for name in names}, report
-    assert run_driver(cluster) == {name: {"value": "v2", "cpus": 2.0} for name in names}
+    assert report["failed"] == [], (report, rolled.output)
+    head, *others = cluster.hosts
+    assert report["values"] == {host.name: ["v1", "v2"] for host in others}, report
+    seen = run_driver(cluster)
+    assert {name: node["value"] for name, node in seen.items()} == \
+        {host.name: "v2" for host in cluster.hosts}, seen
