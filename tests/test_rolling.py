@@ -30,7 +30,6 @@ STREAM = textwrap.dedent("""
         return socket.gethostname(), probe_mod.VALUE
 
     in_flight, done, failed, values = [], 0, [], {}
-    print("streaming", flush=True)
     while in_flight or not os.path.exists(sys.argv[1]):
         while len(in_flight) < 10 and not os.path.exists(sys.argv[1]):
             in_flight.append(step.remote())
@@ -39,6 +38,8 @@ STREAM = textwrap.dedent("""
             host, value = ray.get(ready[0])
             values.setdefault(host, set()).add(value)
             done += 1
+            if done == 20:
+                print("streaming", flush=True)
         except Exception as error:
             failed.append(f"{type(error).__name__}: {str(error).splitlines()[0]}")
     print(json.dumps({"done": done, "failed": failed,
