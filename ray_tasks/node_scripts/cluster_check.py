@@ -8,8 +8,8 @@
 be started before the head, waiting for its port; it gives up early if CANCEL_FILE appears.
 `drain` asks the GCS to drain the node (Ray's DrainNode, as its autoscaler does before it
 removes a node): no new task is scheduled there, and its raylet exits by itself once its
-running tasks are done. `test` runs as a Ray driver. Each prints one JSON object on the last line of output:
-{"ok": bool, "nodes": {ip: {...}}}.
+running tasks are done. `test` runs as a Ray driver. Each prints one JSON object on the
+last line of output: {"ok": bool, "nodes": {ip: {...}}}.
 """
 
 import hashlib
