@@ -5,7 +5,8 @@ code, replacing workers, stopping, and the summary that says how to attach a dri
 import concurrent.futures
 import dataclasses
 
-from . import config, installing, network, ray_nodes, report, shell, worker_code
+from . import (config, installing, network, ray_nodes, report, rolling_restart, shell,
+               worker_code)
 from .cluster_record import ClusterRecord
 from .host_ranges import fold
 from .hosts import StepError
@@ -231,24 +232,26 @@ def print_cluster(cluster, view):
     report.say(f"\nattach a driver on the head:\n  {attach_command(cluster)}")
 
 
-def check_restartable(cluster, force):
-    """Fail the head unless the cluster runs, and (without ``force``) each node whose
-    workers run tasks."""
+def check_restartable(cluster, force, rolling=False):
+    """Fail the head unless the cluster runs, and (without ``force``, unless ``rolling``)
+    each node whose workers run tasks."""
     runner, head = cluster.runner, cluster.head
     if not head.state.gcs:
         runner.fail(head, "the cluster is not running: use inv start")
     for host in cluster.selected_hosts():
-        if host.facts.busy and not force:
+        if host.facts.busy and not force and not rolling:
             runner.fail(host, f"tasks are running ({', '.join(host.facts.busy)}): wait "
                         "for them, or use --force")
 
 
-def restart_workers(cluster, bundle, num_workers, force):
+def restart_workers(cluster, bundle, num_workers, force, rolling=False):
     """Sync the worker code, then replace the worker processes on the selected nodes (the
-    worker nodes rejoin instead when ``num_workers`` changes), and wait until all are
-    alive."""
+    worker nodes rejoin instead when ``num_workers`` changes; one node at a time, drained
+    first, when ``rolling``: see rolling_restart.py), and wait until all are alive."""
     runner, head = cluster.runner, cluster.head
     targets = sync_code(cluster, bundle, cluster.selected_hosts())
+    if rolling:
+        return rolling_restart.restart_rolling(cluster, targets, force)
     record = head.facts.cluster or ClusterRecord.of(cluster.settings, ray_nodes.head_address(
         head, cluster.settings.port))
     if num_workers and num_workers != record.num_workers:

@@ -33,6 +33,7 @@ DEFAULTS = {
     "connect_timeout": "10",
     "command_timeout": "900",
     "join_timeout": "60",
+    "drain_timeout": "600",
     "auth_token_file": "~/.config/ray-tasks/auth_token",
     "known_hosts": "~/.ssh/known_hosts",
     "host_key_policy": "accept-new",
@@ -44,7 +45,7 @@ DEFAULTS = {
 
 HOST_KEY_POLICIES = ("accept-new", "strict", "off")
 WHOLE_NUMBERS = ("parallel",)
-TIMEOUTS = ("connect_timeout", "command_timeout", "join_timeout")
+TIMEOUTS = ("connect_timeout", "command_timeout", "join_timeout", "drain_timeout")
 # A week: longer timeouts would overflow the socket options they end up in.
 MAX_TIMEOUT = 7 * 24 * 3600
 # Settings read as text: every one with a text default but those parsed below.
@@ -87,6 +88,7 @@ class Settings:
     connect_timeout: int
     command_timeout: int
     join_timeout: int
+    drain_timeout: int  # restart-workers --rolling: how long a node may take to drain
     auth_token_file: str
     known_hosts: str
     host_key_policy: str

@@ -69,9 +69,11 @@ def stop_plan(host):
     return [f"stop Ray ({host.facts.processes} processes, running as {role})"]
 
 
-def restart_plan(cluster, bundle, num_workers):
+def restart_plan(cluster, bundle, num_workers, rolling=False):
     """{host: lines} of what restart-workers would do on each selected node."""
     head = cluster.head
+    if rolling:
+        return rolling_plan(cluster, bundle)
     record = head.facts.cluster
     rejoin = num_workers and (not record or num_workers != record.num_workers)
     plans = {}
@@ -82,6 +84,16 @@ def restart_plan(cluster, bundle, num_workers):
             step = f"replace the {host.facts.workers} worker processes"
         plans[host] = code_plan(host, bundle) + [step]
     return plans
+
+
+def rolling_plan(cluster, bundle):
+    """{host: lines} of what restart-workers --rolling would do on each selected node."""
+    head, timeout = cluster.head, cluster.settings.drain_timeout
+    return {host: code_plan(host, bundle) + (
+        [f"replace its {host.facts.workers} worker processes, each once idle, after the "
+         "other nodes"] if host is head else
+        [f"drain it (up to {timeout}s), stop Ray and join again, in nodes-file order"])
+        for host in cluster.selected_hosts()}
 
 
 def update_plan(cluster, hosts, running):

@@ -141,6 +141,9 @@ class FakeCluster:
             (r"bin/ray start --address=", self.join),
             (r"cluster_check\.py wait (\S+) (\d+)", self.wait),
             (r"cluster_check\.py test (\S+)", self.test),
+            (r"cluster_check\.py drain (\S+)", self.drain),
+            (r"node_state\.py replace-idle-workers",
+             lambda node, match: "replaced 0 worker processes"),
             (r"venvs/([^/\s']+)/\.complete", self.build_venv),
             (r"ln -sfn \S+/venvs/(\S+) ", self.switch_venv),
             (r"tar -xzf .* -C \S+/code/(\w+)\.partial", self.unpack_code),
@@ -256,6 +259,12 @@ class FakeCluster:
                  for ip in expected + alive}
         printed = json.dumps({"ok": all(ip in alive for ip in expected), "nodes": nodes})
         return int(not all(ip in alive for ip in expected)), printed, ""
+
+    def drain(self, node, match):
+        """cluster_check.py drain (run on the head): the drained node's raylet leaves."""
+        drained = self.nodes[match[1]]
+        drained.alive = drained.raylet = False
+        return json.dumps({"ok": True, "nodes": {match[1]: {"drained": "left"}}})
 
     def test(self, node, match):
         nodes = {ip: {"alive": True, "errors": []} for ip in match[1].split(",")}

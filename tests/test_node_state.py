@@ -153,3 +153,33 @@ def test_stop_is_bounded_when_processes_keep_appearing(home):
     finally:
         spawner.kill()
         spawner.wait()
+
+
+def worker(title, home, then=None):
+    """A process titled like a Ray worker (``ray::IDLE``, ``ray::task``) of ``home``; with
+    ``then``, it becomes a worker titled ``then`` after half a second (the same process)."""
+    script = (f"exec -a {title} bash -c 'sleep 0.5; exec -a {then} sleep 300'" if then
+              else f"exec -a {title} sleep 300")
+    return subprocess.Popen(["env", f"RAY_TASKS_HOME={home}", "bash", "-c", script],
+                            stdin=subprocess.DEVNULL)
+
+
+def replace_idle(home, *args):
+    return subprocess.run([sys.executable, "-c", source("node_state.py"),
+                           "replace-idle-workers", home, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_replace_idle_workers_ends_each_worker_once_idle_and_names_the_busy(home):
+    idle, busy = worker("ray::IDLE", home), worker("ray::step", home)
+    finishing = worker("ray::step", home, then="ray::IDLE")
+    wait_members(home, 3)
+    replaced = replace_idle(home, "3")
+    assert replaced.returncode == 3, replaced.stdout + replaced.stderr
+    assert replaced.stdout.strip() == "busy workers: ray::step"
+    assert idle.wait(timeout=10) == -signal.SIGKILL
+    assert finishing.wait(timeout=10) == -signal.SIGKILL
+    assert alive(busy)
+    forced = replace_idle(home, "0", "--force")
+    assert forced.returncode == 0 and "replaced 1 worker processes (1 busy)" in forced.stdout
+    assert busy.wait(timeout=10) == -signal.SIGKILL

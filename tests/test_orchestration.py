@@ -350,3 +350,37 @@ def test_start_of_a_running_cluster_checks_no_network(fake, inv, running):
     ran = inv("start")
     assert ran.code == 0, ran.out + ran.err
     assert not any(node.sent("network_check.py") for node in running)
+
+
+def test_rolling_restart_takes_one_node_at_a_time_and_the_head_last(fake, inv, running):
+    ran = inv("restart-workers", "--rolling")
+    assert ran.code == 0, ran.out + ran.err
+    steps = [position(fake, HEAD, f"cluster_check.py drain {W2}"), position(fake, W2, STOP),
+             position(fake, W2, START), position(fake, HEAD, f"cluster_check.py wait {W2}"),
+             position(fake, HEAD, f"cluster_check.py drain {W3}"), position(fake, W3, STOP),
+             position(fake, W3, START), position(fake, HEAD, f"cluster_check.py wait {W3}"),
+             position(fake, HEAD, "node_state.py replace-idle-workers")]
+    assert steps == sorted(steps)
+    assert not fake.head.sent(STOP) and not fake.head.sent("kill-workers")
+    assert all(node.alive for node in running)
+
+
+def test_rolling_restart_stops_at_a_node_still_busy_after_draining(fake, inv, running):
+    head, w2, w3 = running
+    head.on(f"cluster_check.py drain {W2}",
+            (1, json.dumps({"ok": False, "nodes": {W2: {"drained": "busy"}}}), ""))
+    ran = inv("restart-workers", "--rolling", "--drain-timeout=5")
+    assert ran.code == 1
+    assert "tasks still running after 5s of draining (ray.drain_timeout)" in ran.out + ran.err
+    assert "not restarted: the rolling restart stopped at" in ran.out + ran.err
+    assert not w2.sent(STOP) and not w3.sent(STOP) and not head.sent("replace-idle-workers")
+    assert not head.sent(f"cluster_check.py drain {W3}")
+
+
+def test_rolling_restart_with_force_stops_a_node_still_busy(fake, inv, running):
+    head, w2, w3 = running
+    head.on(f"cluster_check.py drain {W2}",
+            (1, json.dumps({"ok": False, "nodes": {W2: {"drained": "busy"}}}), ""))
+    ran = inv("restart-workers", "--rolling", "--force")
+    assert ran.code == 0, ran.out + ran.err
+    assert w2.sent(STOP) and w3.sent(STOP) and head.sent("replace-idle-workers /opt/rt 600 --force")

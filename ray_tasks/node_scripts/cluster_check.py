@@ -2,11 +2,14 @@
 
     python cluster_check.py wait IP[,IP...] TIMEOUT [CANCEL_FILE]   until every IP is alive
     python cluster_check.py test IP[,IP...]                         the whole-cluster test
+    python cluster_check.py drain IP TIMEOUT                        drain the node, wait it out
 
 `wait` asks the GCS (Ray's own client, no driver): it starts in well under a second and may
 be started before the head, waiting for its port; it gives up early if CANCEL_FILE appears.
-`test` runs as a Ray driver. Both print one JSON object on the last line of output:
-{"ok": bool, "nodes": {ip: {...}}}.
+`drain` asks the GCS to drain the node (Ray's DrainNode, as its autoscaler does before it
+removes a node): no new task is scheduled there, and its raylet exits by itself once its
+running tasks are done. `test` runs as a Ray driver. Each prints one JSON object on the
+last line of output: {"ok": bool, "nodes": {ip: {...}}}.
 """
 
 import hashlib
@@ -19,6 +22,7 @@ import time
 
 import ray
 from ray._raylet import GcsClient
+from ray.core.generated.autoscaler_pb2 import DrainNodeReason
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 
@@ -72,6 +76,33 @@ def wait(expected, timeout, cancel_file=None):
     for ip in expected:
         nodes.setdefault(ip, {"alive": False, "resources": {}})
     return {"ok": all(nodes[ip]["alive"] for ip in expected), "nodes": nodes}
+
+
+def node_id(client, ip):
+    """The hex ID of the alive node at ``ip``, or None."""
+    for node in client.get_all_node_info(timeout=10).values():
+        if node.state == node.ALIVE and node.node_manager_address == ip:
+            return node.node_id.hex()
+    return None
+
+
+def drain(ip, timeout):
+    """Drain the node at ``ip`` (a preemption drain: Ray accepts it even while tasks run
+    there) and wait until its raylet has left the cluster, at most ``timeout`` seconds."""
+    client = GcsClient(address=os.environ["RAY_ADDRESS"])
+    node = node_id(client, ip)
+    if node is None:
+        return {"ok": True, "nodes": {ip: {"drained": "not in the cluster"}}}
+    deadline = time.time() + timeout
+    accepted, refusal = client.drain_node(
+        node, DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"),
+        "ray-tasks restart-workers --rolling", int(deadline * 1000))
+    if not accepted:
+        return {"ok": False, "nodes": {ip: {"drained": f"refused: {refusal}"}}}
+    while node_id(client, ip) == node and time.time() < deadline:
+        time.sleep(0.2)
+    left = node_id(client, ip) != node
+    return {"ok": left, "nodes": {ip: {"drained": "left" if left else "busy"}}}
 
 
 def worker_code_modules():
@@ -172,6 +203,8 @@ def main(argv):
     action, expected = argv[1], argv[2].split(",")
     if action == "wait":
         result = wait(expected, float(argv[3]), argv[4] if len(argv) > 4 else None)
+    elif action == "drain":
+        result = drain(expected[0], float(argv[3]))
     else:
         ray.init(logging_level="ERROR", log_to_driver=False)
         try:

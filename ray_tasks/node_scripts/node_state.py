@@ -9,6 +9,7 @@ spawns inherits it. Nothing else on the machine is touched (unlike `ray stop`).
     python3 node_state.py route DIR HEAD PORT
     python3 node_state.py stop DIR [GRACE_SECONDS]
     python3 node_state.py kill-workers DIR [--force]
+    python3 node_state.py replace-idle-workers DIR SECONDS [--force]
 """
 
 import glob
@@ -346,6 +347,44 @@ def kill_workers(home, force):
     return 0
 
 
+def started(pid):
+    """When ``pid`` started (clock ticks since boot; 0 once it is gone): with the PID, it
+    names one process even if the PID is reused later."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def old_workers(home, old):
+    """{pid: title} of the worker processes in ``old`` ({pid: start}) still running."""
+    return {pid: title for pid, _, title in cluster_processes(home)
+            if is_worker(title) and pid in old and started(pid) == old[pid]}
+
+
+def replace_idle_workers(home, timeout, force):
+    """End the worker processes running now, each once it is idle (new ones, with fresh
+    imports, replace them), for at most ``timeout`` seconds; then those still busy are
+    killed with ``force``, or named (exit 3)."""
+    old = {pid: started(pid) for pid, _, title in cluster_processes(home) if is_worker(title)}
+    deadline = time.monotonic() + timeout
+    workers = old_workers(home, old)
+    while workers and time.monotonic() < deadline:
+        signal_members([pid for pid, title in workers.items() if "IDLE" in title],
+                       signal.SIGKILL, home)
+        time.sleep(0.1)
+        workers = old_workers(home, old)
+    if workers and not force:
+        print("busy workers: " + ", ".join(sorted(workers.values())))
+        return EXIT_BUSY
+    signal_members(list(workers), signal.SIGKILL, home)
+    wait_gone(list(old), time.monotonic() + 5)
+    print(f"replaced {len(old)} worker processes"
+          + (f" ({len(workers)} busy)" if workers else ""))
+    return 0
+
+
 def main(argv):
     action, home = argv[1], os.path.abspath(argv[2])
     if action == "probe":
@@ -358,6 +397,8 @@ def main(argv):
         return stop(home, float(argv[3]) if len(argv) > 3 else 3.0)
     if action == "kill-workers":
         return kill_workers(home, "--force" in argv[3:])
+    if action == "replace-idle-workers":
+        return replace_idle_workers(home, float(argv[3]), "--force" in argv[4:])
     print(f"unknown action {action!r}", file=sys.stderr)
     return 2
 

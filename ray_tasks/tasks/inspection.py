@@ -154,6 +154,13 @@ def wait_listening(port, timeout=10):
             time.sleep(0.05)
 
 
+def log_in_hint(settings):
+    """How a browser logs in to the dashboard: the page asks for the cluster's token once
+    (the tunnel does not add it: any local user can reach a local port)."""
+    return ("log in: the page asks for the cluster's token once; paste the contents of "
+            f"{settings.auth_token_file} (the browser keeps it as a cookie)")
+
+
 @task(auto_shortflags=False, help={**COMMON_HELP, "local-port": "Port on this machine for "
                                                  "the tunnel (default: the head's dashboard "
                                                  "port, 8265 for ray.port 6379)."})
@@ -161,6 +168,8 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
               installation_directory=None, json=False, verbose=False):
     """Open an SSH tunnel to the head's dashboard (it listens on the head's 127.0.0.1 only).
 
+    The dashboard asks for the cluster's token once (the contents of ray.auth_token_file);
+    the tunnel does not add it, so other local users reaching the port get no further.
     Prints the local URL and keeps the tunnel open until Ctrl-C, which closes it (exit 0);
     a Ctrl-C before the tunnel is open interrupts the task (exit 130)."""
     cluster = Cluster(c, head_only=True,
@@ -177,6 +186,7 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
         remote_port = ray_ports.plan(cluster.ray_port()).fixed["dashboard"]
         if cluster.local:
             report.say(f"dashboard: http://127.0.0.1:{remote_port}")
+            report.say(log_in_hint(cluster.settings))
             return
         local_port = free_local_port(remote_port) if local_port is None else local_port
         url = f"http://127.0.0.1:{local_port}"
@@ -187,6 +197,7 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
                 local_host="127.0.0.1"):
             wait_listening(local_port)
             report.say(f"dashboard of {head.node}: {url}  (Ctrl-C closes the tunnel)")
+            report.say(log_in_hint(cluster.settings))
             signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
                 threading.Event().wait()

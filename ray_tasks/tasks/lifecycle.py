@@ -66,31 +66,54 @@ def stop(c, nodes=None, hosts=None, key_file=None, username=None, installation_d
         runner.finish("stop")
 
 
-@task(auto_shortflags=False, help={**START_HELP,
-            "num-workers": "New worker count per node: the worker nodes rejoin with it (the "
-                           "head keeps its own; a node's cpus= in nodes.txt wins).",
-            "force": "Replace workers even while they run tasks (Ray retries those tasks)."})
-def restart_workers(c, worker_dir=None, num_workers=None, force=False, nodes=None, hosts=None,
-                    key_file=None, username=None, installation_directory=None,
-                    json=False, verbose=False, dry_run=False):
+RESTART_HELP = {
+    **START_HELP,
+    "num-workers": "New worker count per node: the worker nodes rejoin with it (the head "
+                   "keeps its own; a node's cpus= in nodes.txt wins).",
+    "force": "Replace workers even while they run tasks (Ray retries those tasks); with "
+             "--rolling, only those still running after the drain timeout.",
+    "rolling": "One node at a time, in nodes-file order, while the cluster keeps working: "
+               "each worker node is drained through Ray (no new tasks; running ones "
+               "finish), then rejoins; the head's workers are replaced last, each once idle.",
+    "drain-timeout": setting_help("drain_timeout", "With --rolling: seconds a node may take "
+                                  "to finish its tasks once drained."),
+}
+
+
+@task(auto_shortflags=False, help=RESTART_HELP)
+def restart_workers(c, worker_dir=None, num_workers=None, force=False, rolling=False,
+                    drain_timeout=None, nodes=None, hosts=None, key_file=None, username=None,
+                    installation_directory=None, json=False, verbose=False, dry_run=False):
     """Load new worker code: sync it and replace the worker processes on every node.
 
     The head's GCS keeps running, so the cluster address and drivers stay. Refuses while
-    tasks are running, unless --force."""
+    tasks are running, unless --force; --rolling replaces them node by node instead, the
+    tasks running on."""
     cluster = Cluster(c, with_head=True, worker_dir=worker_dir, dry_run=dry_run or None,
+                      drain_timeout=drain_timeout,
                       **common(nodes, hosts, key_file, username, installation_directory,
                                json, verbose))
     with user_errors():
         bundle = worker_code.pack(cluster.settings.worker_dir)
-        if num_workers is not None:
-            num_workers = config.whole_number("num_workers", num_workers)
+        num_workers = restart_worker_count(num_workers, rolling)
     with cluster.runner as runner:
         cluster.stop_here("restart-workers")
         ownership.check(runner, cluster.selected_hosts())
-        cluster_lifecycle.check_restartable(cluster, force)
+        cluster_lifecycle.check_restartable(cluster, force, rolling)
         if cluster.settings.dry_run:
             return dry.finish(cluster, "restart-workers",
-                              dry.restart_plan(cluster, bundle, num_workers))
+                              dry.restart_plan(cluster, bundle, num_workers, rolling))
         ownership.claim_after_preflight(cluster, cluster.selected_hosts(), "restart-workers")
-        cluster_lifecycle.restart_workers(cluster, bundle, num_workers, force)
+        cluster_lifecycle.restart_workers(cluster, bundle, num_workers, force, rolling)
         runner.finish("restart-workers")
+
+
+def restart_worker_count(num_workers, rolling):
+    """The checked --num-workers of restart-workers (None when not given); a ConfigError
+    with --rolling, which keeps each node's count."""
+    if num_workers is None:
+        return None
+    if rolling:
+        raise config.ConfigError("--rolling keeps the worker count: change it with "
+                                 "restart-workers --num-workers, without --rolling")
+    return config.whole_number("num_workers", num_workers)
