@@ -25,6 +25,7 @@ class NodeFacts:
     venv: str | None  # the current venv's path
     venv_name: str | None
     requirements: str | None  # digest of the worker requirements the current venv holds
+    selftest: str | None  # when the current venv last passed the self-test (UTC, ISO 8601)
     worker_code: str | None  # digest of the worker code the node points at
     cluster: ClusterRecord | None  # cluster.json: how the running cluster was started
     raylet: bool  # Ray of this installation runs here
@@ -69,6 +70,8 @@ class NodeState:
     setup_env_sha256: str | None
     new_venv: str | None = None  # built by this task, not switched to yet
     previous_venv: str | None = None  # the venv before the switch (to switch back to)
+    uv: str | None = None  # the uv binary that came up here (None: pip builds the venv)
+    no_uv: str | None = None  # why pip builds the venv instead (uv has no build here...)
 
     @classmethod
     def from_facts(cls, facts):

@@ -28,6 +28,7 @@ OWNER_FILE = "owner"
 SETUP_ENV = "setup-env.sh"
 SETUP_ENV_RECORD = "setup-env.sha256"
 REQUIREMENTS_RECORD = ".requirements"
+SELFTEST_RECORD = ".selftest"
 WRITTEN_BY = b"# Written by ray-tasks"
 AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 EXIT_BUSY = 3
@@ -219,11 +220,13 @@ def installation(home):
     complete = bool(target) and os.path.exists(os.path.join(target, ".complete"))
     code = os.path.join(state, "worker_code")
     requirements = read_text(os.path.join(target, REQUIREMENTS_RECORD)) if complete else None
+    selftest = read_text(os.path.join(target, SELFTEST_RECORD)) if complete else None
     return {
         "ray": ray_version(target) if complete else None,
         "venv": target if complete else None,
         "venv_name": os.path.basename(os.readlink(venv)) if complete else None,
         "requirements": requirements.strip() if requirements else None,
+        "selftest": selftest.strip() if selftest else None,
         "worker_code": os.path.basename(os.path.realpath(code)) if os.path.islink(code) else None,
     }
 
