@@ -195,12 +195,14 @@ def build_venv(host, settings):
 
 
 def switch_venv(host):
-    """Point the node's venv at the one just built; remove the venvs ray-tasks built before
-    but it and the previous one."""
+    """Point the node's venv at the one just built (a kept one is self-tested again: its
+    record is dropped); remove the venvs ray-tasks built before but it and the previous
+    one."""
     new, old = host.state.new_venv, host.state.venv
     keep = {posixpath.basename(new), host.state.venv_name}
     stale = [name for name in host.state.venvs if name.removesuffix(".lock") not in keep]
-    command = ray_commands.relink_venv(host.home, new)
+    command = ray_commands.forget_selftest(new) + " && " + \
+        ray_commands.relink_venv(host.home, new)
     if stale:
         command += " && " + ray_commands.remove_entries(host.home, "venvs", stale)
     host.run(command, "switch to the new venv")

@@ -251,6 +251,11 @@ def install_requirements(home, venv, requirements, digest, offline):
     return f'[ "$(cat {record} 2>/dev/null)" = {shell.quote(digest)} ] || {{ {install}; }}'
 
 
+def forget_selftest(venv):
+    """Drop ``venv``'s record of a passed self-test."""
+    return shell.join("rm", "-f", posixpath.join(venv, SELFTEST_RECORD))
+
+
 def recording_selftest(home, test):
     """Run the self-test command ``test``; the current venv records the time it passed
     (UTC, the node's clock) and holds no record while it runs or after it failed."""

@@ -108,6 +108,8 @@ def test_a_second_install_reports_the_recorded_self_test_and_selftest_runs_it(fa
     head, w2, w3 = three(fake, None)
     assert inv("install", f"--version={NEW}").code == 0
     assert all(node.sent(SELFTEST) for node in (head, w2, w3))
+    switch = re.compile(r"rm -f \S+/venvs/ray-\S+/\.selftest && ln -sfn ")
+    assert all(node.sent(switch) for node in (head, w2, w3)), "a kept venv is tested again"
     fake.forget()
     w3.selftest = None  # this venv holds no record (its last self-test failed)
     again = inv("install", f"--version={NEW}")
