@@ -42,13 +42,14 @@ class NodeFacts:
     setup_env_sha256: str | None
     venvs: tuple  # the entries of .ray-tasks/venvs
     codes: tuple  # the entries of .ray-tasks/code
+    uvs: tuple  # the entries of .ray-tasks/uv (a folder per uv release)
     worker_requirements: str | None  # digest of the worker code's requirements.txt
 
     @classmethod
     def from_probe(cls, answer):
         """The facts in the probe's JSON object ``answer``; TypeError when its keys are not
         exactly the fields."""
-        lists = {"busy", "venvs", "codes"}
+        lists = {"busy", "venvs", "codes", "uvs"}
         facts = {key: tuple(value) if key in lists else value for key, value in answer.items()}
         return cls(**dict(facts, cluster=ClusterRecord.from_json(answer.get("cluster"))))
 

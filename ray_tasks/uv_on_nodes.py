@@ -43,8 +43,10 @@ def wheel_folders(settings, facts, hosts):
 
 
 def come_up(host, settings):
-    """Bring uv up on ``host`` before its venv is built: ``host.state.uv`` becomes the
-    binary's path, or ``host.state.no_uv`` says why pip builds the venv instead."""
+    """Bring uv up on ``host`` before its venv is built (and remove the other releases
+    ray-tasks put there): ``host.state.uv`` becomes the binary's path, or
+    ``host.state.no_uv`` says why pip builds the venv instead. Each venv holds a link to
+    the uv that built it, so removing a release breaks none."""
     version = release()
     if host.state.no_uv:
         return
@@ -54,6 +56,9 @@ def come_up(host, settings):
         return
     command = ray_commands.install_uv(settings.python, host.home, version,
                                       offline=settings.wheelhouse)
+    stale = [name for name in host.facts.uvs if name.removesuffix(".lock") != version]
+    if stale:
+        command += " && " + ray_commands.remove_entries(host.home, "uv", stale)
     result = host.run(command, "set up uv", check=False)
     if result.exited != 0:
         said = (result.stderr.strip() or result.stdout.strip()).splitlines()

@@ -68,6 +68,7 @@ class FakeNode:
     alive: bool = False  # an alive node in the head's view of the cluster
     worker_code: str | None = None
     selftest: str | None = None  # when the current venv passed runtest.py
+    uvs: list = dataclasses.field(default_factory=list)  # the entries of .ray-tasks/uv
     resources: dict = dataclasses.field(default_factory=dict)  # as Ray reports them
     files: dict = dataclasses.field(default_factory=dict)
     rules: list = dataclasses.field(default_factory=list)
@@ -223,7 +224,8 @@ class FakeCluster:
                 target=self.head.address, source=node.address)},
             "state_dir": "ours" if node.owned else "absent",
             "setup_env": "ours" if node.owned else "absent",
-            "venvs": list(node.venvs), "codes": [node.worker_code] if node.worker_code else [],
+            "venvs": list(node.venvs), "uvs": list(node.uvs),
+            "codes": [node.worker_code] if node.worker_code else [],
             "worker_requirements": None,
         }
         assert facts.keys() <= answer.keys(), facts.keys() - answer.keys()

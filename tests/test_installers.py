@@ -41,6 +41,16 @@ def test_uv_comes_up_from_the_index_and_builds_byte_compiled_venvs(fake, inv):
         assert "-m venv" not in build and node.ray == NEW
 
 
+def test_other_uv_releases_are_removed_by_name_once_this_one_is_up(fake, inv):
+    head, w2, w3 = three(fake, None)
+    w2.uvs = ["0.1.0", "0.1.0.lock", UV, f"{UV}.lock"]
+    assert inv("install", f"--version={NEW}").code == 0
+    [up] = w2.sent(UV_UP)
+    assert up.endswith(f"{UV_UP} && rm -rf -- {HOME}/.ray-tasks/uv/0.1.0 "
+                       f"{HOME}/.ray-tasks/uv/0.1.0.lock")
+    assert head.sent(UV_UP)[0].endswith(UV_UP)
+
+
 def test_pip_builds_where_uv_does_not_come_up_and_the_node_says_why(fake, inv):
     head, w2, w3 = three(fake, None)
     w2.on(UV_UP, (126, "", f"sh: 1: {HOME}/.ray-tasks/uv/{UV}/bin/uv: Exec format error\n"))

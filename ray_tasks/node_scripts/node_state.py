@@ -208,6 +208,7 @@ def ownership(home):
         "setup_env_sha256": file_digest(os.path.join(home, SETUP_ENV)),
         "venvs": entries(os.path.join(state, "venvs")) if ours else [],
         "codes": entries(os.path.join(state, "code")) if ours else [],
+        "uvs": entries(os.path.join(state, "uv")) if ours else [],
         "worker_requirements": worker_requirements[:16] if worker_requirements else None,
     }
 
