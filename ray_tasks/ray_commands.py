@@ -150,8 +150,10 @@ def uv_binary(home, version):
 
 def uv_run(home, uv, *args):
     """Run the uv binary ``uv`` with its cache in ray-tasks' directory (hard links from it
-    into the venvs cost no copy) and never downloading a Python."""
-    env = {"UV_CACHE_DIR": state_path(home, "uv-cache"), "UV_PYTHON_DOWNLOADS": "never"}
+    into the venvs cost no copy), on the node's own Pythons only (never one uv manages or
+    would download)."""
+    env = {"UV_CACHE_DIR": state_path(home, "uv-cache"), "UV_PYTHON_DOWNLOADS": "never",
+           "UV_PYTHON_PREFERENCE": "only-system"}
     return f"env {shell.env_assignments(env)} " + shell.join(uv, *args)
 
 
