@@ -184,14 +184,16 @@ def build_venv(host, settings):
             home, venv, requirements, digest, settings.wheelhouse)
         what += " with the worker code's requirements.txt"
     try:
-        host.run(command, what)
+        result = host.run(command, what)
     except StepError as error:
         if "ensurepip is not available" in error.output:
             error.message += (": this Python lacks venv support (on Debian/Ubuntu: "
                               "apt-get install python3-venv)")
         raise
     host.state.new_venv = venv
-    return f"ready: {venv} ({uv_on_nodes.installer(host)})"
+    by_pip = f"; {ray_commands.REQUIREMENTS_BY_PIP}" \
+        if ray_commands.REQUIREMENTS_BY_PIP in result.stdout else ""
+    return f"ready: {venv} ({uv_on_nodes.installer(host)}{by_pip})"
 
 
 def switch_venv(host):

@@ -177,14 +177,17 @@ def install_uv(python, home, version, offline):
 def create_venv(python, home, venv, requirement, offline, uv=None):
     """Build a fresh venv holding ``requirement``, byte-compiled, unless a complete one is
     there already (the previous release, kept for a fast switch back; see built_once).
-    With ``uv`` (the binary's path on the node) uv makes it and installs into it, and the
-    venv keeps a hard link to that uv (it has no pip); else the Python's venv and pip."""
+    With ``uv`` (the binary's path on the node) uv makes it and installs into it, and pip
+    (not byte-compiled: it is rarely run), as a venv of the Python's own has it; the venv
+    keeps a hard link to that uv. Else the Python's venv and pip."""
     python_in_venv = posixpath.join(venv, "bin", "python")
     if uv:
         venv_uv = posixpath.join(venv, "bin", "uv")
+        install = [uv, "pip", "install", "-q", "--python", python_in_venv,
+                   *index_args(home, offline)]
         build = [uv_run(home, uv, "venv", "-q", "--python", python, venv),
-                 uv_run(home, uv, "pip", "install", "-q", "--compile-bytecode", "--python",
-                        python_in_venv, *index_args(home, offline), requirement),
+                 uv_run(home, *install, "--compile-bytecode", requirement),
+                 uv_run(home, *install, "pip"),
                  f"{{ {shell.join('ln', '-f', uv, venv_uv)} 2>/dev/null || "
                  f"{shell.join('cp', uv, venv_uv)}; }}"]
     else:
@@ -232,11 +235,15 @@ def remove_entries(home, folder, names):
     return shell.join("rm", "-rf", "--", *(state_path(home, folder, name) for name in names))
 
 
+REQUIREMENTS_BY_PIP = "requirements.txt installed by pip: uv refused it"
+
+
 def install_requirements(home, venv, requirements, digest, offline):
-    """Install the worker code's requirements file into ``venv`` (with the venv's own uv
-    when uv built it, else its pip), unless the venv records ``digest`` as installed. The
-    record is removed before the install runs and written only once it succeeded: a
-    failed install leaves none, so the next run installs again."""
+    """Install the worker code's requirements file into ``venv`` with the venv's own uv
+    when uv built it (and pip where uv refuses the file: pip's format is the reference;
+    then REQUIREMENTS_BY_PIP is printed), else with its pip; unless the venv records
+    ``digest`` as installed. The record is removed before the install runs and written only
+    once it succeeded: a failed install leaves none, so the next run installs again."""
     record = shell.quote(posixpath.join(venv, REQUIREMENTS_RECORD))
     venv_uv = posixpath.join(venv, "bin", "uv")
     python = posixpath.join(venv, "bin", "python")
@@ -247,7 +254,8 @@ def install_requirements(home, venv, requirements, digest, offline):
                           *sources, "-r", requirements)
     install = " && ".join([
         f"rm -f {record}",
-        f"if [ -x {shell.quote(venv_uv)} ]; then {with_uv}; else {with_pip}; fi",
+        f"if [ -x {shell.quote(venv_uv)} ]; then {with_uv} || {{ {with_pip} && echo "
+        f"{shell.quote(REQUIREMENTS_BY_PIP)}; }}; else {with_pip}; fi",
         f"printf '%s\\n' {shell.quote(digest)} > {record}",
     ])
     return f'[ "$(cat {record} 2>/dev/null)" = {shell.quote(digest)} ] || {{ {install}; }}'

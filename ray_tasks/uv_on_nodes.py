@@ -24,14 +24,15 @@ def release():
 
 def wheel_folders(settings, facts, hosts):
     """The wheel cache folders to push with Ray's to ``hosts`` (all of the platform of
-    ``facts``): uv's wheel for that platform, downloaded once; [] when there is none, and
-    then ``hosts`` will build with pip (it is said once)."""
+    ``facts``): uv's wheel for that platform and pip's (uv puts pip in the venvs it builds),
+    downloaded once; [] when there is none, and then ``hosts`` will build with pip (it is
+    said once)."""
     version = release()
     if version is None:
         return []
-    requirement = f"uv=={version}"
     try:
-        return [wheelhouse.download(settings, facts, [requirement], requirement)[0]]
+        return [wheelhouse.download(settings, facts, [f"uv=={version}", "pip"],
+                                    f"uv=={version}-and-pip")[0]]
     except StepError:
         python, machine, glibc = wheelhouse.platform(facts)
         reason = (f"no uv {version} wheel for Python {python} on {machine} (glibc {glibc}) "

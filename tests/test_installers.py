@@ -36,7 +36,9 @@ def test_uv_comes_up_from_the_index_and_builds_byte_compiled_venvs(fake, inv):
             in up
         [build] = node.sent(BUILD)
         assert f"{HOME}/.ray-tasks/uv/{UV}/bin/uv venv -q --python python3 " in build
-        assert f"pip install -q --compile-bytecode --python {HOME}/.ray-tasks/venvs/" in build
+        python = f"{HOME}/.ray-tasks/venvs/ray-{NEW}-py3.11.7/bin/python"
+        assert f"pip install -q --python {python} --compile-bytecode " in build
+        assert f"pip install -q --python {python} pip && " in build
         assert "UV_CACHE_DIR=/opt/rt/.ray-tasks/uv-cache" in build
         assert "-m venv" not in build and node.ray == NEW
 
@@ -76,9 +78,10 @@ def downloads(monkeypatch, tmp_path):
             raise StepError(f"could not download the wheels of {name} on this machine")
         folder = tmp_path / "cache" / name
         folder.mkdir(parents=True, exist_ok=True)
-        wheel = f"uv-{UV}-py3-none-manylinux_2_17_x86_64.whl" if name.startswith("uv==") \
-            else f"ray-{NEW}-cp311-cp311-manylinux2014_x86_64.whl"
-        (folder / wheel).write_bytes(b"wheel")
+        wheels = [f"uv-{UV}-py3-none-manylinux_2_17_x86_64.whl", "pip-25.3-py3-none-any.whl"] \
+            if name.startswith("uv==") else [f"ray-{NEW}-cp311-cp311-manylinux2014_x86_64.whl"]
+        for wheel in wheels:
+            (folder / wheel).write_bytes(b"wheel")
         return str(folder), False
 
     monkeypatch.setattr(wheelhouse, "download", download)
@@ -92,6 +95,7 @@ def test_the_wheelhouse_pushes_uv_with_the_wheels_and_the_node_unpacks_it(fake, 
     assert ran.code == 0, ran.out + ran.err
     for node in nodes:
         assert node.sent(f"put {HOME}/.ray-tasks/wheels/uv-{UV}-py3-none-manylinux_2_17")
+        assert node.sent(f"put {HOME}/.ray-tasks/wheels/pip-25.3-py3-none-any.whl")
         [up] = node.sent(UV_UP)
         assert "unpack_uv.py" in up and "pip install" not in up
         [build] = node.sent(BUILD)
@@ -102,7 +106,7 @@ def test_the_wheelhouse_pushes_uv_with_the_wheels_and_the_node_unpacks_it(fake, 
 
 def test_without_a_uv_wheel_for_the_platform_pip_builds_and_says_so(fake, inv, downloads):
     nodes = three(fake, None)
-    downloads.append(f"uv=={UV}")
+    downloads.append(f"uv=={UV}-and-pip")
     ran = inv("install", f"--version={NEW}", "--wheelhouse")
     assert ran.code == 0, ran.out + ran.err
     assert f"wheelhouse: no uv {UV} wheel for Python 3.11 on " in ran.out
@@ -170,3 +174,39 @@ def test_unpack_uv_takes_the_binary_out_of_its_wheel(tmp_path):
                                        str(tmp_path / "other"))
     ran = subprocess.run(["sh", "-c", missing], capture_output=True, text=True)
     assert ran.returncode == 1 and f"no uv 0.0.1 wheel in {wheels}" in ran.stderr
+
+
+FAKE_TOOL = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$(dirname "$0")/../calls"
+[ -e "$(dirname "$0")/../$(basename "$0")-fails" ] && exit 1
+exit 0
+"""
+
+
+def test_worker_requirements_uv_refuses_are_installed_by_pip_and_it_is_said(tmp_path):
+    home = str(tmp_path)
+    venv = ray_commands.state_path(home, "venvs", "ray-2.60.0-py3")
+    os.makedirs(os.path.join(venv, "bin"))
+    for tool in ("uv", "python"):
+        path = os.path.join(venv, "bin", tool)
+        with open(path, "w") as handle:
+            handle.write(FAKE_TOOL)
+        os.chmod(path, 0o755)
+
+    def install(digest):
+        command = ray_commands.install_requirements(home, venv, "/w/requirements.txt", digest,
+                                                    offline=True)
+        return subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+
+    def calls():
+        with open(os.path.join(venv, "calls")) as handle:
+            return [line.split()[0] for line in handle.read().splitlines()]
+
+    assert install("d1").stdout == "" and calls() == ["uv"]
+    open(os.path.join(venv, "uv-fails"), "w").close()
+    by_pip = install("d2")
+    assert by_pip.returncode == 0 and calls() == ["uv", "uv", "python"]
+    assert by_pip.stdout == ray_commands.REQUIREMENTS_BY_PIP + "\n"
+    open(os.path.join(venv, "python-fails"), "w").close()
+    assert install("d3").returncode != 0
+    assert not os.path.exists(os.path.join(venv, ray_commands.REQUIREMENTS_RECORD))
