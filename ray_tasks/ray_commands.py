@@ -16,7 +16,7 @@ its own, ``STATE_DIR`` under the installation directory ``home``, made together 
     .ray-tasks/uv/<version>/bin/uv, uv-cache/ uv, which builds the venvs, and its cache
     .ray-tasks/jobs/                          a submitted job's files until Ray holds them
 
-Clean-up removes entries of ``venvs/`` and ``code/`` by name, never by a pattern over a
+Clean-up removes entries of ``venvs/``, ``code/`` and ``uv/`` by name, never by a pattern over a
 directory: only names the probe listed in ray-tasks' own directory.
 """
 
