@@ -22,12 +22,14 @@ def run_selftest(host, expected_version):
 
 def recorded_selftest(host, expected_version):
     """The self-test the node's current venv passed before, as the node's message (None
-    when it has no record, or is not at ``expected_version``)."""
+    when it has no record, or is not at ``expected_version``). The time is given to the
+    minute, so that nodes tested together share one line."""
     when = host.facts.selftest
     if not when or host.facts.ray != expected_version:
         return None
-    return f"self-test ok (ray {expected_version}) as recorded {when}: not run again " \
-           "(inv selftest runs it)"
+    minute = when[:16].replace("T", " ")
+    return f"self-test ok (ray {expected_version}) at {minute} UTC, as recorded: not run " \
+           "again (inv selftest runs it)"
 
 
 def cluster_test(cluster):

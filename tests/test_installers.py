@@ -129,8 +129,8 @@ def test_a_second_install_reports_the_recorded_self_test_and_selftest_runs_it(fa
     again = inv("install", f"--version={NEW}")
     assert again.code == 0, again.out + again.err
     assert again.out.count(f"up to date (ray {NEW})") == 3
-    assert f"[10.9.0.[1-2]] self-test ok (ray {NEW}) as recorded " \
-           "2026-11-27T10:00:00Z: not run again (inv selftest runs it)" in again.out
+    assert f"[10.9.0.[1-2]] self-test ok (ray {NEW}) at 2026-11-27 10:00 UTC, as recorded: " \
+           "not run again (inv selftest runs it)" in again.out
     assert not head.sent(SELFTEST) and not w2.sent(SELFTEST)
     assert w3.sent(SELFTEST) and not any(node.sent(BUILD) for node in (head, w2, w3))
     fake.forget()

@@ -52,7 +52,8 @@ def test_install_older_release_offline_from_wheelhouse(netns_cluster, cluster_en
     assert second.returncode == 0, second.output
     assert second.output.count("up to date (ray 2.59.0)") == len(netns_cluster.hosts)
     assert "(cached)" not in second.output and "pushed" not in second.output
-    assert f"self-test ok (ray {OLD_RAY}) as recorded " in second.output, second.output
+    assert f"self-test ok (ray {OLD_RAY}) at " in second.output, second.output
+    assert "UTC, as recorded: not run again" in second.output
     assert venvs == {host.name: netns_cluster.ssh(host, f"readlink {venv}; stat -c %Y "
                                                   f"{venv}/.complete; stat -c %Y.%y "
                                                   f"{venv}/.selftest").stdout
