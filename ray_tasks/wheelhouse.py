@@ -1,7 +1,8 @@
 """The controller downloads Ray's wheels once per platform of the nodes, and pushes them.
 
-Nodes then install with ``uv pip install --no-index`` (or pip's): they need no internet, and the index is asked
-once per release and platform (Python, machine, glibc) whatever the number of nodes.
+Nodes then install with ``uv pip install --no-index`` (or pip's): they need no internet,
+and the index is asked once per release and platform (Python, machine, glibc) whatever the
+number of nodes.
 """
 
 import os
