@@ -11,6 +11,7 @@ its hosts. Times are wall-clock seconds of whole commands, as an operator would 
 import argparse
 import datetime
 import getpass
+import glob
 import hashlib
 import json
 import os
@@ -239,25 +240,60 @@ def install_row(cluster, hosts, link, runs):
     row = {"hosts": len(hosts), "fetched once MiB": measured["fetched"] / 2**20,
            f"network in ({link}) MiB": measured["network"] / 2**20,
            "to the hosts MiB": measured["pushed"] / 2**20,
-           "inv install": measured["first"], "2nd install": measured["second"]}
+           "inv install": measured["first"], "2nd install": measured["second"],
+           "install, wheels cached": measured["cached"], "selftest alone": measured["selftest"],
+           "own work": measured["cached"] - measured["selftest"],
+           "floor (scp + uv, 1 host)": measured["floor"],
+           "own work / floor": (measured["cached"] - measured["selftest"]) / measured["floor"]}
     print(f"install {len(hosts)}: {row}", flush=True)
     return row
 
 
 def install_run(cluster, env, hosts, link, cache_name):
-    """One install on fresh ``hosts`` with an empty wheel cache, and a second one."""
+    """One install on fresh ``hosts`` with an empty wheel cache, and a second one; then,
+    the wheels cached, one on fresh hosts again and `inv selftest` alone (install's own work
+    is the difference), and the floor on the first host."""
     cache = os.path.join(cluster.base, cache_name)
     env = dict(env, INVOKE_RAY_WHEEL_CACHE=cache)
-    for host in hosts:
-        ssh(cluster, host, f"rm -rf {HOME}")
+    wipe(cluster, hosts)
     network, pushed = received(link), interface_bytes(cluster.bridge, "tx")
     sample = {"first": inv(env, "install")[0]}
     sample["network"] = received(link) - network
     sample["pushed"] = interface_bytes(cluster.bridge, "tx") - pushed
     sample["fetched"] = tree_bytes(cache)
     sample["second"] = inv(env, "install")[0]
+    wipe(cluster, hosts)
+    sample["cached"] = inv(env, "install")[0]
+    sample["selftest"] = inv(env, "selftest")[0]
+    sample["floor"] = install_floor(cluster, hosts[0], cache)
     shutil.rmtree(cache)
     return sample
+
+
+def wipe(cluster, hosts):
+    """Make ``hosts`` fresh: nothing of ray-tasks or uv on them."""
+    for host in hosts:
+        ssh(cluster, host, f"rm -rf {HOME} /root/.cache/uv")
+
+
+def install_floor(cluster, host, cache):
+    """Installing Ray on ``host`` by hand, as fast as it goes: the cached wheels and this
+    machine's uv binary over plain scp, then `uv venv` and `uv pip install --no-index
+    --compile-bytecode` into a fresh venv (a fresh uv cache)."""
+    folder = "/root/floor"
+    wheels = glob.glob(os.path.join(cache, "ray*", "*.whl"))
+    uv = os.path.join(os.path.dirname(sys.executable), "uv")
+    ssh(cluster, host, f"rm -rf {folder} && mkdir -p {folder}/wheels")
+    started = time.monotonic()
+    run(["scp", "-q", *cluster.ssh_options(), *wheels, uv, f"root@{host.ip}:{folder}/wheels/"])
+    requirement = f"ray[default]=={config.DEFAULTS['version']}"
+    ssh(cluster, host, f"cd {folder} && export UV_CACHE_DIR={folder}/cache && wheels/uv venv -q "
+                       "--python /usr/bin/python3 venv && wheels/uv pip install -q --python "
+                       "venv/bin/python --no-index --find-links wheels --compile-bytecode "
+                       f"{shlex.quote(requirement)}")
+    seconds = time.monotonic() - started
+    ssh(cluster, host, f"rm -rf {folder}")
+    return seconds
 
 
 RAY_UP_VERSION = "2.60.0"

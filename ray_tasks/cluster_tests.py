@@ -8,13 +8,28 @@ from .hosts import StepError
 
 
 def run_selftest(host, expected_version):
-    """runtest.py on one node, in its venv."""
+    """runtest.py on one node, in its venv; the venv records when it passed (and forgets an
+    earlier pass first)."""
     python = posixpath.join(ray_commands.venv_link(host.home), "bin", "python")
-    result = host.run(shell.join(python, ray_commands.state_path(host.home, "runtest.py"),
-                                 expected_version), "run runtest.py", check=False)
+    test = shell.join(python, ray_commands.state_path(host.home, "runtest.py"),
+                      expected_version)
+    result = host.run(ray_commands.recording_selftest(host.home, test), "run runtest.py",
+                      check=False)
     if result.exited != 0:
         raise StepError.from_result("self-test failed", result)
     return f"self-test ok (ray {expected_version})"
+
+
+def recorded_selftest(host, expected_version):
+    """The self-test the node's current venv passed before, as the node's message (None
+    when it has no record, or is not at ``expected_version``). The time is given to the
+    minute, so that nodes tested together share one line."""
+    when = host.facts.selftest
+    if not when or host.facts.ray != expected_version:
+        return None
+    minute = when[:16].replace("T", " ")
+    return f"self-test ok (ray {expected_version}) at {minute} UTC, as recorded: not run " \
+           "again (inv selftest runs it)"
 
 
 def cluster_test(cluster):

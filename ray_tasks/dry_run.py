@@ -2,7 +2,7 @@
 would do (the ``ray start`` line with its resources, the venv built or switched to, what the
 code sync would ship) and end the task there, nothing changed on any node."""
 
-from . import installing, ray_commands, ray_nodes, report
+from . import installing, ray_commands, ray_nodes, report, uv_on_nodes
 
 
 def ray_start_line(host, settings, address=None, local=False):
@@ -22,9 +22,10 @@ def venv_plan(host, settings):
     if not host.facts.venv_support:
         lines.append(f"install {ray_commands.venv_package(host.facts.python)} as root")
     if settings.wheelhouse:
-        lines.append(f"receive the wheels of {settings.requirement} from this machine")
+        lines.append(f"receive the wheels of {settings.requirement} and uv from this machine")
     lines.append(f"build venv {ray_commands.state_path(host.home, 'venvs', wanted)} "
-                 f"({settings.requirement})")
+                 f"({settings.requirement}) with uv {uv_on_nodes.release()}, or pip where uv "
+                 "does not come up")
     current = host.state.venv_name or "none"
     lines.append(f"switch {ray_commands.venv_link(host.home)} from {current} to {wanted}")
     return lines

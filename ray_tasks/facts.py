@@ -25,6 +25,7 @@ class NodeFacts:
     venv: str | None  # the current venv's path
     venv_name: str | None
     requirements: str | None  # digest of the worker requirements the current venv holds
+    selftest: str | None  # when the current venv last passed the self-test (UTC, ISO 8601)
     worker_code: str | None  # digest of the worker code the node points at
     cluster: ClusterRecord | None  # cluster.json: how the running cluster was started
     raylet: bool  # Ray of this installation runs here
@@ -41,13 +42,14 @@ class NodeFacts:
     setup_env_sha256: str | None
     venvs: tuple  # the entries of .ray-tasks/venvs
     codes: tuple  # the entries of .ray-tasks/code
+    uvs: tuple  # the entries of .ray-tasks/uv (a folder per uv release)
     worker_requirements: str | None  # digest of the worker code's requirements.txt
 
     @classmethod
     def from_probe(cls, answer):
         """The facts in the probe's JSON object ``answer``; TypeError when its keys are not
         exactly the fields."""
-        lists = {"busy", "venvs", "codes"}
+        lists = {"busy", "venvs", "codes", "uvs"}
         facts = {key: tuple(value) if key in lists else value for key, value in answer.items()}
         return cls(**dict(facts, cluster=ClusterRecord.from_json(answer.get("cluster"))))
 
@@ -69,6 +71,8 @@ class NodeState:
     setup_env_sha256: str | None
     new_venv: str | None = None  # built by this task, not switched to yet
     previous_venv: str | None = None  # the venv before the switch (to switch back to)
+    uv: str | None = None  # the uv binary that came up here (None: pip builds the venv)
+    no_uv: str | None = None  # why pip builds the venv instead (uv has no build here...)
 
     @classmethod
     def from_facts(cls, facts):

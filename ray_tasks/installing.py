@@ -9,7 +9,7 @@ installation.
 import posixpath
 import sys
 
-from . import local_commands, ray_commands, report, wheelhouse
+from . import local_commands, ray_commands, report, uv_on_nodes, wheelhouse
 from .node_scripts import source
 from .hosts import StepError
 
@@ -97,19 +97,20 @@ def newest_version(python_version):
                                 "give --version", result)
 
 
-def push_wheels(runner, settings, hosts, requirement, name):
-    """Download the wheels of ``requirement`` (pip arguments) once per platform among
-    ``hosts`` and push each download only to the hosts of its platform; returns the hosts
-    that have their wheels."""
+def push_wheels(runner, settings, hosts, requirement, name, uv=False):
+    """Download the wheels of ``requirement`` (pip arguments), and with ``uv`` uv's, once
+    per platform among ``hosts`` and push each download only to the hosts of its platform;
+    returns the hosts that have their wheels."""
     pushed = []
     for facts, group in wheelhouse.by_platform(hosts):
-        pushed += push_platform_wheels(runner, settings, facts, group, requirement, name)
+        pushed += push_platform_wheels(runner, settings, facts, group, requirement, name, uv)
     return [host for host in hosts if host in pushed]
 
 
-def push_platform_wheels(runner, settings, facts, hosts, requirement, name):
-    """Download the wheels for the platform of ``facts`` and push them to ``hosts`` (all of
-    that platform); returns the hosts that have them."""
+def push_platform_wheels(runner, settings, facts, hosts, requirement, name, uv):
+    """Download the wheels for the platform of ``facts`` (uv's too with ``uv``, where it has
+    one) and push them to ``hosts`` (all of that platform); returns the hosts that have
+    them."""
     try:
         local, cached = wheelhouse.download(settings, facts, requirement, name)
     except StepError as error:
@@ -118,8 +119,9 @@ def push_platform_wheels(runner, settings, facts, hosts, requirement, name):
         report.host_output("controller", error.output)
         return []
     report.say(f"wheelhouse: {name} " + ("(cached) " if cached else "") + f"in {local}")
+    folders = [local] + (uv_on_nodes.wheel_folders(settings, facts, hosts) if uv else [])
     return runner.each(
-        lambda host: f"pushed {wheelhouse.push(host, local) // 2**20} MiB of wheels",
+        lambda host: f"pushed {wheelhouse.push(host, *folders) // 2**20} MiB of wheels",
         hosts, what="wheels pushed").succeeded
 
 
@@ -127,7 +129,7 @@ def prepare_venvs(runner, settings, hosts):
     """Wheelhouse push (if on) and venv build on ``hosts``; returns those that succeeded."""
     if hosts and settings.wheelhouse:
         hosts = push_wheels(runner, settings, hosts, [settings.requirement],
-                            settings.requirement)
+                            settings.requirement, uv=True)
     return runner.each(lambda host: build_venv(host, settings), hosts,
                        what="venvs built").succeeded
 
@@ -167,11 +169,13 @@ def root_failure(output, package):
 
 def build_venv(host, settings):
     """Build the venv ``settings`` ask for beside the current one (not switched yet), with
-    the requirements of the worker code the node holds, if any."""
+    uv where it comes up (else pip), and with the requirements of the worker code the node
+    holds, if any."""
     home = host.home
     venv = ray_commands.state_path(home, "venvs", wanted_venv(host, settings))
+    uv_on_nodes.come_up(host, settings)
     command = ray_commands.create_venv(settings.python, home, venv, settings.requirement,
-                                       offline=settings.wheelhouse)
+                                       offline=settings.wheelhouse, uv=host.state.uv)
     what = f"install {settings.requirement} into {venv}"
     digest = host.facts.worker_requirements
     if digest:
@@ -180,23 +184,27 @@ def build_venv(host, settings):
             home, venv, requirements, digest, settings.wheelhouse)
         what += " with the worker code's requirements.txt"
     try:
-        host.run(command, what)
+        result = host.run(command, what)
     except StepError as error:
         if "ensurepip is not available" in error.output:
             error.message += (": this Python lacks venv support (on Debian/Ubuntu: "
                               "apt-get install python3-venv)")
         raise
     host.state.new_venv = venv
-    return f"ready: {venv}"
+    by_pip = f"; {ray_commands.REQUIREMENTS_BY_PIP}" \
+        if ray_commands.REQUIREMENTS_BY_PIP in result.stdout else ""
+    return f"ready: {venv} ({uv_on_nodes.installer(host)}{by_pip})"
 
 
 def switch_venv(host):
-    """Point the node's venv at the one just built; remove the venvs ray-tasks built before
-    but it and the previous one."""
+    """Point the node's venv at the one just built (a kept one is self-tested again: its
+    record is dropped); remove the venvs ray-tasks built before but it and the previous
+    one."""
     new, old = host.state.new_venv, host.state.venv
     keep = {posixpath.basename(new), host.state.venv_name}
     stale = [name for name in host.state.venvs if name.removesuffix(".lock") not in keep]
-    command = ray_commands.relink_venv(host.home, new)
+    command = ray_commands.forget_selftest(new) + " && " + \
+        ray_commands.relink_venv(host.home, new)
     if stale:
         command += " && " + ray_commands.remove_entries(host.home, "venvs", stale)
     host.run(command, "switch to the new venv")

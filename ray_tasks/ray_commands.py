@@ -13,9 +13,10 @@ its own, ``STATE_DIR`` under the installation directory ``home``, made together 
     .ray-tasks/cluster.json                   the settings the cluster was started with
     .ray-tasks/setup-env.sha256               the setup-env.sh files ray-tasks wrote
     .ray-tasks/runtest.py, cluster_check.py, wheels/, tmp/ (Ray's logs and sockets)
+    .ray-tasks/uv/<version>/bin/uv, uv-cache/ uv, which builds the venvs, and its cache
     .ray-tasks/jobs/                          a submitted job's files until Ray holds them
 
-Clean-up removes entries of ``venvs/`` and ``code/`` by name, never by a pattern over a
+Clean-up removes entries of ``venvs/``, ``code/`` and ``uv/`` by name, never by a pattern over a
 directory: only names the probe listed in ray-tasks' own directory.
 """
 
@@ -25,8 +26,8 @@ import re
 
 from . import ray_ports, shell
 from .node_scripts import source
-from .node_scripts.node_state import (MARKER, OWNER_FILE, REQUIREMENTS_RECORD, SETUP_ENV,
-                                      SETUP_ENV_RECORD, STATE_DIR)
+from .node_scripts.node_state import (MARKER, OWNER_FILE, REQUIREMENTS_RECORD, SELFTEST_RECORD,
+                                      SETUP_ENV, SETUP_ENV_RECORD, STATE_DIR)
 
 DEFAULT_EXTRAS = "default"
 
@@ -119,23 +120,82 @@ def place_setup_env(home):
     return shell.join("mv", "-Tf", state_path(home, SETUP_ENV + ".new"), setup_env_path(home))
 
 
-def create_venv(python, home, venv, requirement, offline):
-    """Build a fresh venv holding ``requirement``, unless a complete one is there already
-    (the previous release, kept for a fast switch back). Complete means .complete exists.
-    The build holds a lock beside the venv: a build left running on the node by a lost
-    connection or Ctrl-C finishes before a rerun looks again."""
-    pip_source = ["--no-index", "--find-links", wheels_dir(home)] if offline else []
-    complete = f"[ -f {shell.quote(posixpath.join(venv, '.complete'))} ]"
-    build = " && ".join([
-        shell.join("rm", "-rf", venv),
-        shell.join(python, "-m", "venv", venv),
-        shell.join(posixpath.join(venv, "bin", "python"), "-m", "pip", "install", "-q",
-                   "--disable-pip-version-check", *pip_source, requirement),
-        shell.join("touch", posixpath.join(venv, ".complete")),
-    ])
-    locked = shell.join("flock", venv + ".lock", "sh", "-c", f"{complete} || {{ {build}; }}")
-    return (f"{complete} || {{ {shell.join('mkdir', '-p', posixpath.dirname(venv))} && "
+def built_once(path, build):
+    """Shell text that makes ``path`` with the commands ``build`` (after removing whatever
+    is there) unless it is complete already: complete means ``path/.complete`` exists,
+    touched once ``build`` succeeded. The build holds a lock beside ``path``: a build left
+    running on the node by a lost connection or Ctrl-C finishes before a rerun looks again."""
+    done = posixpath.join(path, ".complete")
+    complete = f"[ -f {shell.quote(done)} ]"
+    steps = " && ".join([shell.join("rm", "-rf", path), *build, shell.join("touch", done)])
+    locked = shell.join("flock", path + ".lock", "sh", "-c", f"{complete} || {{ {steps}; }}")
+    return (f"{complete} || {{ {shell.join('mkdir', '-p', posixpath.dirname(path))} && "
             f"{locked}; }}")
+
+
+def index_args(home, offline):
+    """Where pip or uv find packages: the pushed wheels alone when ``offline``, else the
+    index."""
+    return ["--no-index", "--find-links", wheels_dir(home)] if offline else []
+
+
+def uv_dir(home, version):
+    """Where uv ``version`` is kept on the node: ``bin/uv`` inside, ``.complete`` once whole."""
+    return state_path(home, "uv", version)
+
+
+def uv_binary(home, version):
+    return posixpath.join(uv_dir(home, version), "bin", "uv")
+
+
+def uv_run(home, uv, *args):
+    """Run the uv binary ``uv`` with its cache in ray-tasks' directory (hard links from it
+    into the venvs cost no copy), on the node's own Pythons only (never one uv manages or
+    would download)."""
+    env = {"UV_CACHE_DIR": state_path(home, "uv-cache"), "UV_PYTHON_DOWNLOADS": "never",
+           "UV_PYTHON_PREFERENCE": "only-system"}
+    return f"env {shell.env_assignments(env)} " + shell.join(uv, *args)
+
+
+def install_uv(python, home, version, offline):
+    """Put uv ``version`` on the node unless it is there whole, then run it once (``uv
+    --version`` fails where it cannot run): ``offline``, unpacked from its wheel among the
+    pushed wheels; else pip-installed from the index into a small venv of its own."""
+    folder = uv_dir(home, version)
+    if offline:
+        fetch = [node_python(python, "unpack_uv.py", wheels_dir(home), version,
+                             uv_binary(home, version))]
+    else:
+        fetch = [shell.join(python, "-m", "venv", folder),
+                 shell.join(posixpath.join(folder, "bin", "python"), "-m", "pip", "install",
+                            "-q", "--disable-pip-version-check", "--only-binary=:all:",
+                            f"uv=={version}")]
+    return f"{{ {built_once(folder, fetch)}; }} && " + shell.join(uv_binary(home, version),
+                                                                 "--version")
+
+
+def create_venv(python, home, venv, requirement, offline, uv=None):
+    """Build a fresh venv holding ``requirement``, byte-compiled, unless a complete one is
+    there already (the previous release, kept for a fast switch back; see built_once).
+    With ``uv`` (the binary's path on the node) uv makes it and installs into it, and pip
+    (not byte-compiled: it is rarely run), as a venv of the Python's own has it; the venv
+    keeps a hard link to that uv. Else the Python's venv and pip."""
+    python_in_venv = posixpath.join(venv, "bin", "python")
+    if uv:
+        venv_uv = posixpath.join(venv, "bin", "uv")
+        install = [uv, "pip", "install", "-q", "--python", python_in_venv,
+                   *index_args(home, offline)]
+        build = [uv_run(home, uv, "venv", "-q", "--python", python, venv),
+                 uv_run(home, *install, "--compile-bytecode", requirement),
+                 uv_run(home, *install, "pip"),
+                 f"{{ {shell.join('ln', '-f', uv, venv_uv)} 2>/dev/null || "
+                 f"{shell.join('cp', uv, venv_uv)}; }}"]
+    else:
+        build = [shell.join(python, "-m", "venv", venv),
+                 shell.join(python_in_venv, "-m", "pip", "install", "-q",
+                            "--disable-pip-version-check", *index_args(home, offline),
+                            requirement)]
+    return built_once(venv, build)
 
 
 def venv_package(python_version):
@@ -175,19 +235,42 @@ def remove_entries(home, folder, names):
     return shell.join("rm", "-rf", "--", *(state_path(home, folder, name) for name in names))
 
 
+REQUIREMENTS_BY_PIP = "requirements.txt installed by pip: uv refused it"
+
+
 def install_requirements(home, venv, requirements, digest, offline):
-    """pip-install the worker code's requirements file into ``venv``, unless the venv records
-    ``digest`` as installed. The record is removed before pip runs and written only once it
-    succeeded: a failed pip leaves none, so the next run installs again."""
+    """Install the worker code's requirements file into ``venv`` with the venv's own uv
+    when uv built it (and pip where uv refuses the file: pip's format is the reference;
+    then REQUIREMENTS_BY_PIP is printed), else with its pip; unless the venv records
+    ``digest`` as installed. The record is removed before the install runs and written only
+    once it succeeded: a failed install leaves none, so the next run installs again."""
     record = shell.quote(posixpath.join(venv, REQUIREMENTS_RECORD))
-    pip_source = ["--no-index", "--find-links", wheels_dir(home)] if offline else []
+    venv_uv = posixpath.join(venv, "bin", "uv")
+    python = posixpath.join(venv, "bin", "python")
+    sources = index_args(home, offline)
+    with_uv = uv_run(home, venv_uv, "pip", "install", "-q", "--compile-bytecode", "--python",
+                     python, *sources, "-r", requirements)
+    with_pip = shell.join(python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                          *sources, "-r", requirements)
     install = " && ".join([
         f"rm -f {record}",
-        shell.join(posixpath.join(venv, "bin", "python"), "-m", "pip", "install", "-q",
-                   "--disable-pip-version-check", *pip_source, "-r", requirements),
+        f"if [ -x {shell.quote(venv_uv)} ]; then {with_uv} || {{ {with_pip} && echo "
+        f"{shell.quote(REQUIREMENTS_BY_PIP)}; }}; else {with_pip}; fi",
         f"printf '%s\\n' {shell.quote(digest)} > {record}",
     ])
     return f'[ "$(cat {record} 2>/dev/null)" = {shell.quote(digest)} ] || {{ {install}; }}'
+
+
+def forget_selftest(venv):
+    """Drop ``venv``'s record of a passed self-test."""
+    return shell.join("rm", "-f", posixpath.join(venv, SELFTEST_RECORD))
+
+
+def recording_selftest(home, test):
+    """Run the self-test command ``test``; the current venv records the time it passed
+    (UTC, the node's clock) and holds no record while it runs or after it failed."""
+    record = shell.quote(posixpath.join(venv_link(home), SELFTEST_RECORD))
+    return f"rm -f {record} && {test} && date -u +%Y-%m-%dT%H:%M:%SZ > {record}"
 
 
 def unpack_worker_code(home, archive, digest, stale):

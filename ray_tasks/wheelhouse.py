@@ -1,7 +1,8 @@
 """The controller downloads Ray's wheels once per platform of the nodes, and pushes them.
 
-Nodes then install with ``pip --no-index``: they need no internet, and the index is asked
-once per release and platform (Python, machine, glibc) whatever the number of nodes.
+Nodes then install with ``uv pip install --no-index`` (or pip's): they need no internet,
+and the index is asked once per release and platform (Python, machine, glibc) whatever the
+number of nodes.
 """
 
 import os
@@ -82,17 +83,19 @@ def download(settings, facts, requirement, name):
     return dest, False
 
 
-def push(host, local_dir):
-    """Copy the wheels the node lacks into its wheels directory; return the bytes sent."""
+def push(host, *local_dirs):
+    """Copy the wheels of ``local_dirs`` the node lacks into its wheels directory; return
+    the bytes sent."""
     remote = ray_commands.wheels_dir(host.home)
     listing = host.run(f"mkdir -p {shell.quote(remote)} && ls {shell.quote(remote)}",
                        "list the node's wheels").stdout.split()
     sent = 0
-    for name in sorted(os.listdir(local_dir)):
-        if not name.endswith(".whl") or name in listing:
-            continue
-        with open(os.path.join(local_dir, name), "rb") as handle:
-            data = handle.read()
-        host.put(data, posixpath.join(remote, name))
-        sent += len(data)
+    for local_dir in local_dirs:
+        for name in sorted(os.listdir(local_dir)):
+            if not name.endswith(".whl") or name in listing:
+                continue
+            with open(os.path.join(local_dir, name), "rb") as handle:
+                data = handle.read()
+            host.put(data, posixpath.join(remote, name))
+            sent += len(data)
     return sent

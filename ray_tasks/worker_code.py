@@ -100,10 +100,10 @@ def sync(host, bundle, offline):
         done.append(f"worker code synced ({len(bundle.archive)} bytes)")
     if bundle.requirements and host.state.requirements != bundle.requirements_digest:
         requirements = posixpath.join(ray_commands.worker_code_link(home), "requirements.txt")
-        host.run(ray_commands.install_requirements(home, ray_commands.venv_link(home),
-                                                   requirements, bundle.requirements_digest,
-                                                   offline),
-                 "install the worker code's requirements.txt")
+        result = host.run(ray_commands.install_requirements(
+            home, ray_commands.venv_link(home), requirements, bundle.requirements_digest,
+            offline), "install the worker code's requirements.txt")
         host.state.requirements = bundle.requirements_digest
-        done.append("requirements.txt installed")
+        by_pip = ray_commands.REQUIREMENTS_BY_PIP in result.stdout
+        done.append(ray_commands.REQUIREMENTS_BY_PIP if by_pip else "requirements.txt installed")
     return "; ".join(done) or "worker code up to date"

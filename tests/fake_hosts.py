@@ -67,6 +67,8 @@ class FakeNode:
     gcs: bool = False
     alive: bool = False  # an alive node in the head's view of the cluster
     worker_code: str | None = None
+    selftest: str | None = None  # when the current venv passed runtest.py
+    uvs: list = dataclasses.field(default_factory=list)  # the entries of .ray-tasks/uv
     resources: dict = dataclasses.field(default_factory=dict)  # as Ray reports them
     files: dict = dataclasses.field(default_factory=dict)
     rules: list = dataclasses.field(default_factory=list)
@@ -148,6 +150,7 @@ class FakeCluster:
             (r"ln -sfn \S+/venvs/(\S+) ", self.switch_venv),
             (r"tar -xzf .* -C \S+/code/(\w+)\.partial", self.unpack_code),
             (r"mkdir -m 700", self.claim),
+            (r"runtest\.py", self.selftest),
             (r"touch (\S+\.cancel)", lambda node, match: self.cancelled.add(match[1])),
         ]
 
@@ -214,7 +217,8 @@ class FakeCluster:
         facts = {
             "hostname": f"fake-{node.address}", "home": HOME, "python": PYTHON,
             "venv_support": True, "root": True, "ray": node.ray, "venv": venv,
-            "venv_name": node.venv, "requirements": None, "worker_code": node.worker_code,
+            "venv_name": node.venv, "requirements": None, "selftest": node.selftest,
+            "worker_code": node.worker_code,
             "cluster": json.loads(cluster) if cluster else None, "raylet": node.raylet,
             "gcs": node.gcs, "processes": 4 * node.raylet, "workers": 0, "busy": [],
             "port_free": not node.gcs, "disk_free": 100 * 2**30, "shm_free": 8 * 2**30,
@@ -223,7 +227,8 @@ class FakeCluster:
                 target=self.head.address, source=node.address)},
             "state_dir": "ours" if node.owned else "absent",
             "setup_env": "ours" if node.owned else "absent",
-            "venvs": list(node.venvs), "codes": [node.worker_code] if node.worker_code else [],
+            "venvs": list(node.venvs), "uvs": list(node.uvs),
+            "codes": [node.worker_code] if node.worker_code else [],
             "worker_requirements": None,
         }
         assert facts.keys() <= answer.keys(), facts.keys() - answer.keys()
@@ -276,6 +281,10 @@ class FakeCluster:
 
     def switch_venv(self, node, match):
         node.venv = match[1]
+        node.selftest = None  # the record is the venv's
+
+    def selftest(self, node, match):
+        node.selftest = "2026-11-27T10:00:00Z"
 
     def unpack_code(self, node, match):
         node.worker_code = match[1]

@@ -6,6 +6,7 @@ import re
 
 import test_orchestration
 from test_orchestration import NEW, OLD, three
+from ray_tasks import uv_on_nodes
 
 # The fixtures, shared.
 fake, inv, running = test_orchestration.fake, test_orchestration.inv, test_orchestration.running
@@ -45,7 +46,8 @@ def test_install_dry_run_names_the_venv_it_would_build(fake, inv):
     assert ran.code == 0, ran.out + ran.err
     only_probed(fake)
     assert (f"[10.9.0.[1-3]] would build venv /opt/rt/.ray-tasks/venvs/ray-{NEW}-py3.11.7 "
-            f"(ray[default]=={NEW}); then switch /opt/rt/.ray-tasks/venv from "
+            f"(ray[default]=={NEW}) with uv {uv_on_nodes.release()}, or pip where uv does not "
+            f"come up; then switch /opt/rt/.ray-tasks/venv from "
             f"ray-{OLD}-py3.11.7 to ray-{NEW}-py3.11.7") in ran.out.splitlines()
     assert "selftest: dry run, runtest.py not run" in ran.out
     assert all(node.ray == OLD for node in fake.nodes.values())

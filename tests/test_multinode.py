@@ -15,6 +15,7 @@ import pytest
 
 from conftest import NEW_RAY, OLD_RAY, REPO, run_inv
 from host_state import node_path, ray_processes, run_driver, setup_env, venv_versions
+from ray_tasks import uv_on_nodes
 from ray_tasks.host_ranges import fold
 
 @pytest.fixture(scope="module")
@@ -37,18 +38,26 @@ def test_install_older_release_offline_from_wheelhouse(netns_cluster, cluster_en
     first = run_inv("install", f"--version={OLD_RAY}", env=cluster_env)
     assert first.returncode == 0, first.output
     assert venv_versions(netns_cluster) == {host.name: OLD_RAY for host in netns_cluster.hosts}
+    assert f"(uv {uv_on_nodes.release()})" in first.output, first.output
     venv = node_path("venv")
-    venvs = {host.name: netns_cluster.ssh(host, f"readlink {venv}; "
-                                          f"stat -c %Y {venv}/.complete").stdout
+    for host in netns_cluster.hosts:
+        built = netns_cluster.ssh(host, f"grep -x 'uv = {uv_on_nodes.release()}' "
+                                        f"{venv}/pyvenv.cfg && cat {venv}/.selftest")
+        assert built.returncode == 0, f"{host.name}: not built by uv, or no self-test record"
+    venvs = {host.name: netns_cluster.ssh(host, f"readlink {venv}; stat -c %Y {venv}/.complete; "
+                                          f"stat -c %Y.%y {venv}/.selftest").stdout
              for host in netns_cluster.hosts}
 
     second = run_inv("install", f"--version={OLD_RAY}", env=cluster_env)
     assert second.returncode == 0, second.output
     assert second.output.count("up to date (ray 2.59.0)") == len(netns_cluster.hosts)
     assert "(cached)" not in second.output and "pushed" not in second.output
-    assert venvs == {host.name: netns_cluster.ssh(host, f"readlink {venv}; "
-                                                  f"stat -c %Y {venv}/.complete").stdout
-                     for host in netns_cluster.hosts}
+    assert f"self-test ok (ray {OLD_RAY}) at " in second.output, second.output
+    assert "UTC, as recorded: not run again" in second.output
+    assert venvs == {host.name: netns_cluster.ssh(host, f"readlink {venv}; stat -c %Y "
+                                                  f"{venv}/.complete; stat -c %Y.%y "
+                                                  f"{venv}/.selftest").stdout
+                     for host in netns_cluster.hosts}, "the venv or its self-test record changed"
 
 
 def test_start_joins_every_host_and_driver_runs_worker_code(netns_cluster, cluster_env,

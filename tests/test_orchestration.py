@@ -279,7 +279,7 @@ def test_ray_ip_is_the_address_ray_uses_and_the_others_route_towards(fake, monke
 
 
 INTERRUPTED_RUN = """
-import os, signal, sys, time
+import os, re, signal, sys, time
 import pytest
 from fake_hosts import FakeCluster, forbid_traffic, run_inv, use_fakes
 
@@ -291,7 +291,7 @@ def interrupt(node, command):
 cluster = FakeCluster(journal=sys.argv[1])
 for address in sys.argv[2:]:
     cluster.add(address, "2.59.0")
-cluster.nodes[sys.argv[3]].on("/.complete", interrupt)
+cluster.nodes[sys.argv[3]].on(re.compile(r"venvs/\\S+/\\.complete"), interrupt)
 patch = pytest.MonkeyPatch()
 use_fakes(patch, cluster)
 forbid_traffic(patch)

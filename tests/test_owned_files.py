@@ -212,13 +212,17 @@ def test_a_new_venv_gets_the_worker_requirements_before_the_switch(tmp_path):
     host = probed(home)
     assert host.facts.worker_requirements == worker_dir(tmp_path).requirements_digest
     commands = []
-    host.run = lambda command, what, **kwargs: commands.append(command)
+    host.run = lambda command, what, **kwargs: commands.append(command) or \
+        SimpleNamespace(exited=0, stdout="uv 0.13.9\n", stderr="")
     installing.build_venv(host, config.from_mapping({"version": "2.59.0", "wheelhouse": True}))
     venv = f"{home}/.ray-tasks/venvs/ray-2.59.0-py{host.facts.python}"
-    assert f"{venv}/bin/python -m pip install -q --disable-pip-version-check --no-index " \
-           f"--find-links {home}/.ray-tasks/wheels -r {home}/.ray-tasks/worker_code/" \
-           "requirements.txt" in commands[0]
-    assert commands[0].index("ray[default]==2.59.0") < commands[0].index("requirements.txt")
+    sources = f"--no-index --find-links {home}/.ray-tasks/wheels -r {home}/.ray-tasks/" \
+              "worker_code/requirements.txt"
+    build = commands[1]  # after uv came up
+    assert f"{venv}/bin/uv pip install -q --compile-bytecode --python {venv}/bin/python " \
+           f"{sources}" in build
+    assert f"{venv}/bin/python -m pip install -q --disable-pip-version-check {sources}" in build
+    assert build.index("ray[default]==2.59.0") < build.index("requirements.txt")
 
 
 @pytest.mark.parametrize("extras, name", [

@@ -29,6 +29,7 @@ OWNER_FILE = "owner"
 SETUP_ENV = "setup-env.sh"
 SETUP_ENV_RECORD = "setup-env.sha256"
 REQUIREMENTS_RECORD = ".requirements"
+SELFTEST_RECORD = ".selftest"
 WRITTEN_BY = b"# Written by ray-tasks"
 AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 EXIT_BUSY = 3
@@ -208,6 +209,7 @@ def ownership(home):
         "setup_env_sha256": file_digest(os.path.join(home, SETUP_ENV)),
         "venvs": entries(os.path.join(state, "venvs")) if ours else [],
         "codes": entries(os.path.join(state, "code")) if ours else [],
+        "uvs": entries(os.path.join(state, "uv")) if ours else [],
         "worker_requirements": worker_requirements[:16] if worker_requirements else None,
     }
 
@@ -220,11 +222,13 @@ def installation(home):
     complete = bool(target) and os.path.exists(os.path.join(target, ".complete"))
     code = os.path.join(state, "worker_code")
     requirements = read_text(os.path.join(target, REQUIREMENTS_RECORD)) if complete else None
+    selftest = read_text(os.path.join(target, SELFTEST_RECORD)) if complete else None
     return {
         "ray": ray_version(target) if complete else None,
         "venv": target if complete else None,
         "venv_name": os.path.basename(os.readlink(venv)) if complete else None,
         "requirements": requirements.strip() if requirements else None,
+        "selftest": selftest.strip() if selftest else None,
         "worker_code": os.path.basename(os.path.realpath(code)) if os.path.islink(code) else None,
     }
 

@@ -1,31 +1,37 @@
 """Tasks that put Ray on the nodes: install, selftest, update."""
 
-from invoke import task
+from invoke import call, task
 
 from .. import cluster_lifecycle, dry_run as dry, installing, ownership, report, updating
 from ..cluster import Cluster
 from ..user_errors import user_error
-from ..cluster_tests import run_selftest
+from ..cluster_tests import recorded_selftest, run_selftest
 from .options import COMMON_HELP, DRY_RUN_HELP, ask_sudo_password, common, setting_help
 
 WHEELHOUSE_HELP = setting_help("wheelhouse", "Download the wheels here once and push them; "
                                              "nodes install offline.")
 
 
-@task(auto_shortflags=False, help=COMMON_HELP)
-def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
+@task(auto_shortflags=False,
+      help={**COMMON_HELP, "recorded": "A node whose venv passed the self-test before says "
+                                       "when, instead of running it again (install's hook "
+                                       "does this)."})
+def selftest(c, recorded=False, nodes=None, hosts=None, key_file=None, username=None,
              installation_directory=None, json=False, verbose=False):
     """Run the node self-test (runtest.py) on every node.
 
     Ray imports at the configured version, and a throwaway local Ray, in a private temp
-    directory, runs a task and round-trips an object: a running cluster is not touched."""
+    directory, runs a task and round-trips an object: a running cluster is not touched.
+    The venv records when it passed."""
     cluster = Cluster(c, **common(nodes, hosts, key_file, username, installation_directory,
                                   json, verbose))
     with cluster.runner as runner:
         if cluster.settings.dry_run:  # install's hook: nothing was installed
             report.say("selftest: dry run, runtest.py not run")
             return
-        runner.each(lambda host: run_selftest(host, cluster.settings.version))
+        version = cluster.settings.version
+        runner.each(lambda host: recorded and recorded_selftest(host, version)
+                    or run_selftest(host, version))
         runner.finish("selftest")
 
 
@@ -37,17 +43,19 @@ def selftest(c, nodes=None, hosts=None, key_file=None, username=None,
           "prompt-for-sudo-password": "Ask once for the nodes' sudo password, for steps that "
                                       "need root (never echoed, logged or put on a command "
                                       "line)."},
-    post=[selftest],
+    post=[call(selftest, recorded=True)],
 )
 def install(c, version=None, wheelhouse=False, prompt_for_sudo_password=False, nodes=None,
             hosts=None, key_file=None, username=None, installation_directory=None,
             json=False, verbose=False, dry_run=False):
-    """Install Ray on every node in its own venv, then run the node self-test.
+    """Install Ray on every node in its own venv (built by uv, else pip), then run the node
+    self-test.
 
     Idempotent: a node whose venv already holds that release with the configured extras
-    says "up to date" and is left alone. Every node's Python must match the head's (Ray
-    refuses a node whose Python differs): the head is probed for it even when --hosts leaves
-    it out, and then left alone. Where a Python lacks venv support, its OS package is
+    says "up to date" and is left alone, and the self-test it passed there is reported, not
+    run again. Every node's Python must match the head's (Ray refuses a node whose Python
+    differs): the head is probed for it even when --hosts leaves it out, and then left
+    alone. Where a Python lacks venv support, its OS package is
     installed as root (apt-get; through sudo when the SSH user is not root)."""
     sudo_password = ask_sudo_password() if prompt_for_sudo_password else None
     cluster = Cluster(c, with_head=True, version=version, wheelhouse=wheelhouse or None,
