@@ -17,11 +17,18 @@ QUIET = {"run": {"hide": True, "warn": True, "in_stream": False, "pty": False,
                  "asynchronous": False, "disown": False, "watchers": []}}
 
 
-def ssh_connection(node, settings, overrides=QUIET):
-    """The Fabric connection to ``node``. The ssh_config file applies as with ssh (host
-    aliases, HostName, User, Port, IdentityFile, ProxyJump, ProxyCommand), then
-    /etc/ssh/ssh_config; nodes.txt's user and port and the settings win over it.
-    ``overrides`` is its Fabric configuration (ray-tasks' own steps run QUIET)."""
+def fabric_config(settings, overrides=QUIET):
+    """The Fabric configuration of a task's connections, made once and shared by them (as
+    Fabric's own groups share one): ``overrides`` (QUIET for ray-tasks' own steps) and the
+    ssh_config file, read once."""
+    return fabric.Config(overrides=overrides, user_ssh_path=settings.ssh_config)
+
+
+def ssh_connection(node, settings, config):
+    """The Fabric connection to ``node``, with ``config`` (a fabric_config). The ssh_config
+    file applies as with ssh (host aliases, HostName, User, Port, IdentityFile, ProxyJump,
+    ProxyCommand), then /etc/ssh/ssh_config; nodes.txt's user and port and the settings win
+    over it."""
     connect_kwargs = {
         "banner_timeout": settings.connect_timeout,
         "auth_timeout": settings.connect_timeout,
@@ -34,7 +41,7 @@ def ssh_connection(node, settings, overrides=QUIET):
         port=node.port,
         connect_timeout=settings.connect_timeout,
         connect_kwargs=connect_kwargs,
-        config=fabric.Config(overrides=overrides, user_ssh_path=settings.ssh_config),
+        config=config,
         gateway=False,
     )
     connection.gateway = carrier(connection, {node.host})
