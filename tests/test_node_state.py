@@ -153,3 +153,13 @@ def test_stop_is_bounded_when_processes_keep_appearing(home):
     finally:
         spawner.kill()
         spawner.wait()
+
+
+def test_the_ray_release_is_read_from_the_venvs_dist_info(tmp_path):
+    site = tmp_path / "lib" / "python3.11" / "site-packages"
+    (site / "rich-15.0.0.dist-info").mkdir(parents=True)
+    (tmp_path / "lib" / "ray-9.9.9.dist-info").mkdir()  # not in a site-packages
+    assert node_state.ray_version(str(tmp_path)) is None
+    (site / "ray-2.60.0.dist-info").mkdir()
+    assert node_state.ray_version(str(tmp_path)) == "2.60.0"
+    assert node_state.ray_version(str(tmp_path / "missing")) is None
