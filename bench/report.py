@@ -59,8 +59,9 @@ def text(stamp, runs, rows):
     if rows.installs:
         lines.append(markdown("Install with the wheelhouse (seconds, MiB)", rows.installs))
     if rows.fanout:
-        lines.append(markdown("Fan-out: `exec true` (seconds; controller peak RSS)",
-                              rows.fanout))
+        lines.append(markdown("Fan-out on sshd-only hosts: `exec true`, `status`, `stop`, "
+                              "each against `pdsh -R ssh -f 32` sending the same command "
+                              "(seconds; controller peak RSS)", rows.fanout))
     return "\n".join(lines)
 
 
@@ -74,7 +75,7 @@ def plot(path, rows):
         return False
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     panels = ((axes[0], "cluster start and stop", rows.lifecycle + rows.ray_up),
-              (axes[1], "exec true (fan-out)", rows.fanout))
+              (axes[1], "exec true, status, stop (sshd-only hosts)", rows.fanout))
     for axis, title, panel_rows in panels:
         plot_panel(axis, title, panel_rows)
     figure.tight_layout()
