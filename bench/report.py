@@ -59,23 +59,28 @@ def text(stamp, runs, rows):
     if rows.installs:
         lines.append(markdown("Install with the wheelhouse (seconds, MiB)", rows.installs))
     if rows.fanout:
-        lines.append(markdown("Fan-out: `exec true` (seconds; controller peak RSS)",
-                              rows.fanout))
+        lines.append(markdown("Fan-out on sshd-only hosts: `exec true`, `status`, `stop`, "
+                              "each against `pdsh -R ssh -f 32` sending the same command "
+                              "(seconds; controller peak RSS)", rows.fanout))
     return "\n".join(lines)
 
 
 def plot(path, rows):
-    """Time against hosts, one line per tool; False without matplotlib."""
+    """Time against hosts, one panel per part measured (start and stop, fan-out), one line
+    per tool; False without matplotlib or with nothing to plot."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    panels = ((axes[0], "cluster start and stop", rows.lifecycle + rows.ray_up),
-              (axes[1], "exec true (fan-out)", rows.fanout))
-    for axis, title, panel_rows in panels:
+    panels = [(title, panel_rows) for title, panel_rows in (
+        ("cluster start and stop", rows.lifecycle + rows.ray_up),
+        ("exec true, status, stop (sshd-only hosts)", rows.fanout)) if panel_rows]
+    if not panels:
+        return False
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for axis, (title, panel_rows) in zip(axes[0], panels):
         plot_panel(axis, title, panel_rows)
     figure.tight_layout()
     figure.savefig(path, dpi=90)

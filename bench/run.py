@@ -89,29 +89,68 @@ def environment(cluster, hosts, name):
 
 
 def fanout(counts, runs):
-    """`inv exec true` against pdsh and a serial ssh loop, sshd-only hosts."""
+    """`inv exec true`, `inv status` and `inv stop` on sshd-only hosts, each against pdsh
+    running the same command over the same hosts (and a serial ssh loop for exec, up to
+    SERIAL_UP_TO hosts)."""
+    if not shutil.which("pdsh"):
+        sys.exit("the fan-out compares with pdsh: apt-get install pdsh (or --fanout=)")
     with NetnsCluster(max(counts)) as cluster:
         return [fanout_row(cluster, cluster.hosts[:count], runs) for count in counts]
 
 
-def pdsh_true(cluster, hosts):
-    """Seconds of `pdsh -R ssh -f 32 ... true` on ``hosts``, with the hosts' ssh options."""
+SERIAL_UP_TO = 64  # a serial ssh loop beyond that only grows linearly (~0.3 s a host)
+
+
+def pdsh(cluster, hosts, command):
+    """Seconds of `pdsh -R ssh -f 32 ... COMMAND` on ``hosts``, with the hosts' ssh options."""
     env = dict(os.environ, PDSH_SSH_ARGS_APPEND=" ".join(cluster.ssh_options()))
     return run(["pdsh", "-R", "ssh", "-f", "32", "-l", "root", "-w",
-                ",".join(host.ip for host in hosts), "true"], env)[0]
+                ",".join(host.ip for host in hosts), command], env)[0]
+
+
+def node_commands(hosts):
+    """The commands `inv status` and `inv stop` send each node (as SshHost wraps them: in
+    ``sh -c``): the probe, towards the head as status asks it, and the scoped stop."""
+    settings = config.from_mapping({"python": "/usr/bin/python3"})
+    home = settings.installation_directory
+    probe = ray_commands.probe(settings.python, home, settings.port, hosts[0].ip)
+    stop = ray_commands.node_state(settings.python, home, "stop")
+    return {"status": "sh -c " + shlex.quote(probe), "stop": "sh -c " + shlex.quote(stop)}
+
+
+def timed_inv(env, *args):
+    """(seconds, controller peak RSS in MiB) of one `inv ARGS`."""
+    seconds, result = run(["/usr/bin/time", "-f", "%M", *inv_command(*args)], env)
+    return seconds, int(result.stderr.strip().splitlines()[-1]) / 1024
+
+
+def fanout_run(cluster, hosts, env, commands):
+    """One run of each task and of pdsh with the same command, one after the other:
+    {what: seconds}, and the controller's peak RSS (MiB)."""
+    sample, peaks = {}, []
+    for task, command in (("exec", "true"), ("status", commands["status"]),
+                          ("stop", commands["stop"])):
+        sample[task], peak = timed_inv(env, *(["exec", "true"] if task == "exec" else [task]))
+        peaks.append(peak)
+        sample[f"pdsh {task}"] = pdsh(cluster, hosts, command)
+    return sample, max(peaks)
 
 
 def fanout_row(cluster, hosts, runs):
     env = environment(cluster, hosts, f"fanout{len(hosts)}")
     inv(env, "exec", "true")  # records host keys
-    ours = [run(["/usr/bin/time", "-f", "%M", *inv_command("exec", "true")], env)
-            for _ in range(runs)]
-    peaks = [int(result.stderr.strip().splitlines()[-1]) / 1024 for _, result in ours]
-    pdsh = [pdsh_true(cluster, hosts) for _ in range(runs)] if shutil.which("pdsh") else []
-    serial = [serial_ssh(cluster, [(host, "true") for host in hosts]) for _ in range(runs)]
-    row = {"hosts": len(hosts), "ray-tasks": median([seconds for seconds, _ in ours]),
-           "pdsh -f 32": median(pdsh) if pdsh else None,
-           "serial ssh": median(serial), "controller MiB": max(peaks)}
+    pdsh(cluster, hosts, "true")
+    commands = node_commands(hosts)
+    samples = [fanout_run(cluster, hosts, env, commands) for _ in range(runs)]
+    seconds = medians([sample for sample, _ in samples])
+    row = {"hosts": len(hosts)}
+    for task in ("exec", "status", "stop"):
+        row.update({f"inv {task}": seconds[task], f"pdsh {task}": seconds[f"pdsh {task}"],
+                    f"{task} / pdsh": seconds[task] / seconds[f"pdsh {task}"]})
+    row["serial ssh exec"] = median([
+        serial_ssh(cluster, [(host, "true") for host in hosts]) for _ in range(runs)
+    ]) if len(hosts) <= SERIAL_UP_TO else None
+    row["controller MiB"] = max(peak for _, peak in samples)
     print(f"fan-out {len(hosts)}: {row}", flush=True)
     return row
 
@@ -421,7 +460,8 @@ def linger(cluster, hosts, limit):
 def arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--fanout", default="8,32,64", help="host counts for exec true")
+    parser.add_argument("--fanout", default="8,32,64,128,200",
+                        help="host counts for exec, status and stop on sshd-only hosts")
     parser.add_argument("--nodes", default="1,2,4,8", help="host counts for start and stop")
     parser.add_argument("--installs", default="1,3", help="host counts for install")
     parser.add_argument("--rayup", default="2,4", help="host counts for ray up and ray down")

@@ -11,7 +11,7 @@ from invoke.exceptions import Exit
 
 from .hostkeys import KnownHosts
 from .hosts import SshHost
-from .ssh_connections import CONNECT_ERRORS, connect_error
+from .ssh_connections import CONNECT_ERRORS, connect_error, fabric_config
 
 
 class BoundedThreadingGroup(fabric.ThreadingGroup):
@@ -44,7 +44,8 @@ def open_hosts(settings, nodes):
     """SshHosts of ``nodes``, connected at most ``parallel`` at a time, new host keys
     recorded; a node that cannot be reached ends the task naming it and why."""
     known_hosts = KnownHosts(settings.known_hosts, settings.host_key_policy)
-    hosts = [SshHost(node, settings, known_hosts, run_config(settings)) for node in nodes]
+    config = fabric_config(settings, run_config(settings))
+    hosts = [SshHost(node, settings, known_hosts, config) for node in nodes]
     with concurrent.futures.ThreadPoolExecutor(max_workers=settings.parallel) as pool:
         errors = list(pool.map(_open, hosts))
     known_hosts.save_new()

@@ -11,9 +11,10 @@ import shutil
 
 import invoke
 
-from . import ray_commands, shell
+from . import ray_commands, shell, ssh_sessions
 from .facts import NodeFacts, NodeState
-from .ssh_connections import QUIET, jump_hosts, prepare_jump_host, ssh_connection, watch_liveness
+from .ssh_connections import (QUIET, fabric_config, jump_hosts, prepare_jump_host, ssh_connection,
+                              watch_liveness)
 
 
 class StepError(Exception):
@@ -67,9 +68,8 @@ class Host:
         """Run a shell command, feeding it ``stdin`` (text) if given; on failure raise
         StepError saying it could not do ``what``."""
         timeout = timeout or self.settings.command_timeout
-        in_stream = io.StringIO(stdin) if stdin is not None else False
         try:
-            result = self._run(command, timeout, in_stream)
+            result = self._run(command, timeout, stdin)
         except invoke.exceptions.CommandTimedOut as error:
             raise StepError.from_result(f"could not {what}: no answer within {timeout}s",
                                         error.result) from None
@@ -91,7 +91,7 @@ class Host:
         """Run a shell command with no time limit (a liveness check still drops a host that
         stops answering), writing its stdout and stderr to ``out`` as they come; on a lost
         connection raise StepError saying it could not do ``what``. Returns the Result."""
-        result = self._run(command, None, False, hide=False, out_stream=out, err_stream=out)
+        result = self._run(command, None, None, out=out)
         if result.exited == -1 and not self.connected:
             raise StepError(f"lost the connection while trying to {what}: the host stopped "
                             "answering")
@@ -128,7 +128,9 @@ class LocalHost(Host):
     def open(self):
         pass
 
-    def _run(self, command, timeout, in_stream, **output):
+    def _run(self, command, timeout, stdin, out=None):
+        in_stream = io.StringIO(stdin) if stdin is not None else False
+        output = {"hide": False, "out_stream": out, "err_stream": out} if out else {}
         return self._context.run(command, timeout=timeout, in_stream=in_stream, **output)
 
     def fetch(self, path, local_path):
@@ -161,12 +163,12 @@ class LocalHost(Host):
 
 class SshHost(Host):
     """A node reached over SSH with one Fabric connection (through its jump hosts, if its
-    ssh_config entry names any), configured by ``overrides`` (QUIET for ray-tasks' own
-    steps)."""
+    ssh_config entry names any), configured by ``config`` (a fabric_config shared by the
+    task's hosts; default: ray-tasks' own, QUIET)."""
 
-    def __init__(self, node, settings, known_hosts, overrides=QUIET):
+    def __init__(self, node, settings, known_hosts, config=None):
         super().__init__(node, settings)
-        self.connection = ssh_connection(node, settings, overrides)
+        self.connection = ssh_connection(node, settings, config or fabric_config(settings))
         self.jump_hosts = jump_hosts(self.connection)
         for hop in self.jump_hosts:
             prepare_jump_host(hop, settings)
@@ -191,9 +193,9 @@ class SshHost(Host):
     def connected(self):
         return self.connection.is_connected
 
-    def _run(self, command, timeout, in_stream, **output):
-        return self.connection.run("sh -c " + shell.quote(command), timeout=timeout,
-                                   in_stream=in_stream, **output)
+    def _run(self, command, timeout, stdin, out=None):
+        return ssh_sessions.run(self.connection, "sh -c " + shell.quote(command), timeout,
+                                stdin, out)
 
     def fetch(self, path, local_path):
         """Copy the file ``path`` to ``local_path`` over SFTP."""
@@ -256,9 +258,9 @@ class SshHost(Host):
             hop.close()
 
 
-def make_host(node, settings, known_hosts):
+def make_host(node, settings, known_hosts, config):
     """The Host for ``node``: this machine for localhost, else an SSH connection checked
-    against ``known_hosts``."""
+    against ``known_hosts``, with ``config`` (the task's fabric_config)."""
     if node.is_local:
         return LocalHost(node, settings)
-    return SshHost(node, settings, known_hosts)
+    return SshHost(node, settings, known_hosts, config)

@@ -29,7 +29,7 @@ import paramiko
 from . import config, hosts, local_commands, node_address, report, tracebacks
 from .hostkeys import KnownHosts
 from .hosts import StepError
-from .ssh_connections import CONNECT_ERRORS, connect_error
+from .ssh_connections import CONNECT_ERRORS, connect_error, fabric_config
 
 
 @dataclasses.dataclass
@@ -61,11 +61,12 @@ class Runner:
         self.settings = settings
         report.configure(settings)
         self.probe = probe
-        known_hosts = None
+        known_hosts = config = None
         if not all(node.is_local for node in nodes):
             known_hosts = KnownHosts(settings.known_hosts, settings.host_key_policy)
+            config = fabric_config(settings)
         self.known_hosts = known_hosts
-        self.hosts = [hosts.make_host(node, settings, known_hosts) for node in nodes]
+        self.hosts = [hosts.make_host(node, settings, known_hosts, config) for node in nodes]
         self.outcomes = {host.node: Outcome() for host in self.hosts}
         self.logged = False
         self.started = time.monotonic()

@@ -167,7 +167,7 @@ class FakeCluster:
     def head(self):
         return next(iter(self.nodes.values()))
 
-    def make_host(self, node, settings, known_hosts):
+    def make_host(self, node, settings, known_hosts, config):
         return FakeHost(node, settings, self)
 
     def forget(self):

@@ -183,3 +183,13 @@ def test_replace_idle_workers_ends_each_worker_once_idle_and_names_the_busy(home
     forced = replace_idle(home, "0", "--force")
     assert forced.returncode == 0 and "replaced 1 worker processes (1 busy)" in forced.stdout
     assert busy.wait(timeout=10) == -signal.SIGKILL
+
+
+def test_the_ray_release_is_read_from_the_venvs_dist_info(tmp_path):
+    site = tmp_path / "lib" / "python3.11" / "site-packages"
+    (site / "rich-15.0.0.dist-info").mkdir(parents=True)
+    (tmp_path / "lib" / "ray-9.9.9.dist-info").mkdir()  # not in a site-packages
+    assert node_state.ray_version(str(tmp_path)) is None
+    (site / "ray-2.60.0.dist-info").mkdir()
+    assert node_state.ray_version(str(tmp_path)) == "2.60.0"
+    assert node_state.ray_version(str(tmp_path / "missing")) is None

@@ -5,6 +5,10 @@ The Ray processes of one ray-tasks cluster are those whose environment holds
 RAY_TASKS_HOME=<installation directory>: `ray start` is given it, and every process Ray
 spawns inherits it. Nothing else on the machine is touched (unlike `ray stop`).
 
+Every task runs it at least once per node (the probe), so it imports little: platform, glob
+and hashlib together cost a node more than the probe's own work (hashlib is imported where a
+digest is taken).
+
     python3 node_state.py probe DIR PORT [HEAD]
     python3 node_state.py route DIR HEAD PORT
     python3 node_state.py stop DIR [GRACE_SECONDS]
@@ -12,11 +16,8 @@ spawns inherits it. Nothing else on the machine is touched (unlike `ray stop`).
     python3 node_state.py replace-idle-workers DIR SECONDS [--force]
 """
 
-import glob
-import hashlib
 import json
 import os
-import platform
 import signal
 import socket
 import sys
@@ -77,10 +78,11 @@ def is_worker(title):
 
 def ray_version(venv):
     """The Ray release installed in ``venv``, or None."""
-    found = glob.glob(os.path.join(venv, "lib", "python*", "site-packages", "ray-*.dist-info"))
-    if not found:
-        return None
-    return os.path.basename(found[0])[len("ray-"):-len(".dist-info")]
+    lib = os.path.join(venv, "lib")
+    found = [name for python in entries(lib) if python.startswith("python")
+             for name in entries(os.path.join(lib, python, "site-packages"))
+             if name.startswith("ray-") and name.endswith(".dist-info")]
+    return found[0][len("ray-"):-len(".dist-info")] if found else None
 
 
 def free_bytes(path):
@@ -147,6 +149,7 @@ def file_digest(path):
     """The sha256 of a regular file's bytes (not following a symlink), or None."""
     if os.path.islink(path) or not os.path.isfile(path):
         return None
+    import hashlib
     try:
         with open(path, "rb") as handle:
             return hashlib.sha256(handle.read()).hexdigest()
@@ -249,10 +252,10 @@ def probe(home, port, head=""):
     return {
         "hostname": socket.gethostname(),
         "home": home,
-        "python": platform.python_version(),
+        "python": sys.version.split()[0],  # as platform.python_version() says it
         "venv_support": venv_support(),
         "root": os.geteuid() == 0,
-        "machine": platform.machine(),
+        "machine": os.uname().machine,
         "glibc": libc.split()[-1] if libc.startswith("glibc") else "",
         **installation(home),
         "cluster": cluster,
