@@ -120,9 +120,10 @@ def push_platform_wheels(runner, settings, facts, hosts, requirement, name, uv):
         return []
     report.say(f"wheelhouse: {name} " + ("(cached) " if cached else "") + f"in {local}")
     folders = [local] + (uv_on_nodes.wheel_folders(settings, facts, hosts) if uv else [])
-    return runner.each(
-        lambda host: f"pushed {wheelhouse.push(host, *folders) // 2**20} MiB of wheels",
-        hosts, what="wheels pushed").succeeded
+    with report.transfer("wheels pushed", wheelhouse.wheel_bytes(folders) * len(hosts)) as done:
+        return runner.each(
+            lambda host: f"pushed {wheelhouse.push(host, *folders, done=done) // 2**20} MiB "
+                         "of wheels", hosts).succeeded
 
 
 def prepare_venvs(runner, settings, hosts):

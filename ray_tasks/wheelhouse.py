@@ -83,19 +83,32 @@ def download(settings, facts, requirement, name):
     return dest, False
 
 
-def push(host, *local_dirs):
+def wheels(local_dirs):
+    """The (folder, name) of every wheel in ``local_dirs``."""
+    return [(folder, name) for folder in local_dirs for name in sorted(os.listdir(folder))
+            if name.endswith(".whl")]
+
+
+def wheel_bytes(local_dirs):
+    """The size of all the wheels in ``local_dirs``."""
+    return sum(os.path.getsize(os.path.join(*wheel)) for wheel in wheels(local_dirs))
+
+
+def push(host, *local_dirs, done=lambda count: None):
     """Copy the wheels of ``local_dirs`` the node lacks into its wheels directory; return
-    the bytes sent."""
+    the bytes sent. ``done`` is called with the size of each wheel as it is sent or found
+    there already."""
     remote = ray_commands.wheels_dir(host.home)
     listing = host.run(f"mkdir -p {shell.quote(remote)} && ls {shell.quote(remote)}",
                        "list the node's wheels").stdout.split()
     sent = 0
-    for local_dir in local_dirs:
-        for name in sorted(os.listdir(local_dir)):
-            if not name.endswith(".whl") or name in listing:
-                continue
-            with open(os.path.join(local_dir, name), "rb") as handle:
-                data = handle.read()
-            host.put(data, posixpath.join(remote, name))
-            sent += len(data)
+    for folder, name in wheels(local_dirs):
+        if name in listing:
+            done(os.path.getsize(os.path.join(folder, name)))
+            continue
+        with open(os.path.join(folder, name), "rb") as handle:
+            data = handle.read()
+        host.put(data, posixpath.join(remote, name))
+        sent += len(data)
+        done(len(data))
     return sent

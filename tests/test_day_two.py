@@ -101,6 +101,51 @@ def test_logs_of_a_node_whose_raylet_was_killed(day_two):
     assert "Raylet is terminated" in result.output
 
 
+def read_until(process, text, timeout=120):
+    """The lines ``process`` prints up to the first holding ``text`` (failing the test if
+    it ends, or ``timeout`` seconds pass, first)."""
+    lines, deadline = [], time.monotonic() + timeout
+    while not lines or text not in lines[-1]:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0 and select.select([process.stdout], [], [], remaining)[0], \
+            "".join(lines)
+        lines.append(process.stdout.readline())
+        assert lines[-1], "".join(lines)
+    return lines
+
+
+def followers(cluster, host):
+    """How many processes of `inv logs --follow` readers run on ``host``."""
+    return int(cluster.ssh(host, "ps -eo args | grep -c '[f]ollow /root/ray/.ray-tasks/tmp' "
+                                 "|| true").stdout)
+
+
+def test_logs_follow_prints_new_error_lines_with_the_host_until_ctrl_c(day_two):
+    cluster, env = day_two
+    head = cluster.hosts[0]
+    process = subprocess.Popen(inv_command("logs", "--follow"), cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               stdin=subprocess.DEVNULL)
+    try:
+        read_until(process, "following the Ray error streams")
+        time.sleep(2)  # the followers have taken each log's size
+        cluster.ssh(head, "echo 'ERROR follow-marker-42' >> "
+                          "/root/ray/.ray-tasks/tmp/session_latest/logs/raylet.err")
+        shown = read_until(process, "follow-marker-42")[-1]
+        assert shown.startswith(f"[{head.ip}]") and "raylet.err" in shown, shown
+        assert followers(cluster, head)
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0 and "stopped following" in output, output
+    deadline = time.monotonic() + 30
+    while followers(cluster, head):
+        assert time.monotonic() < deadline, "the node's follower outlived the task"
+        time.sleep(1)
+
+
 def on_terminal(args, env, steps, until_exit=False, timeout=180):
     """Run ``args`` on a pseudo-terminal as at an operator's keyboard: for each (text,
     keys) of ``steps``, wait until ``text`` shows, then type ``keys``; then, with
@@ -158,10 +203,7 @@ def test_ctrl_c_without_a_terminal_leaves_the_job_running(day_two):
     process = subprocess.Popen(inv_command("submit", write_ticker(cluster)), cwd=REPO,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, stdin=subprocess.DEVNULL)
-    lines = []
-    while not lines or "tick 1" not in lines[-1]:
-        lines.append(process.stdout.readline())
-        assert lines[-1], "".join(lines)
+    lines = read_until(process, "tick 1")
     process.send_signal(signal.SIGINT)
     output = "".join(lines) + process.communicate(timeout=60)[0]
     assert process.returncode == 130, output

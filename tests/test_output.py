@@ -209,10 +209,30 @@ forbid_traffic(patch)
 sys.exit(run_inv("install", "--version=2.60.0"))
 """
 
+# The same with the wheelhouse: the controller's download faked by a folder of 3 wheels of
+# 1 MB (uv's and pip's folder among them), pushed to each node.
+WITH_WHEELHOUSE = ON_A_TERMINAL.replace("""sys.exit(run_inv("install", "--version=2.60.0"))""", """
+import os, tempfile
+from ray_tasks import wheelhouse
 
-def run_install(tmp_path, terminal):
-    """``inv install`` over three fake nodes in a child process whose stdout and stderr are a
-    terminal (a pty) or pipes; returns its exit status and everything it printed."""
+def download(settings, facts, requirement, name):
+    folder = os.path.join(tempfile.mkdtemp(), name)
+    os.makedirs(folder)
+    wheels = ["uv-0-py3-none-any.whl", "pip-0-py3-none-any.whl"] if name.startswith("uv==") \
+        else ["ray-2.60.0-cp311-cp311-manylinux2014_x86_64.whl"]
+    for wheel in wheels:
+        with open(os.path.join(folder, wheel), "wb") as handle:
+            handle.write(bytes(10**6))
+    return folder, False
+
+patch.setattr(wheelhouse, "download", download)
+sys.exit(run_inv("install", "--version=2.60.0", "--wheelhouse"))""")
+
+
+def run_install(tmp_path, terminal, script=ON_A_TERMINAL):
+    """``inv install`` (as ``script`` runs it) over three fake nodes in a child process whose
+    stdout and stderr are a terminal (a pty) or pipes; returns its exit status and
+    everything it printed."""
     cluster = FakeCluster()
     for address in MANY[:3]:
         cluster.add(address)
@@ -220,7 +240,7 @@ def run_install(tmp_path, terminal):
            if not key.startswith("INVOKE_") and key != "CI"}
     env.update(controller_env(tmp_path, cluster), TERM="xterm", HOME=str(tmp_path),
                PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]))
-    command = [sys.executable, "-c", ON_A_TERMINAL, *MANY[:3]]
+    command = [sys.executable, "-c", script, *MANY[:3]]
     if not terminal:
         ran = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         return ran.returncode, ran.stdout + ran.stderr
@@ -246,3 +266,14 @@ def test_a_terminal_shows_a_live_progress_line_and_a_pipe_plain_lines(tmp_path):
     assert status == 0, piped
     assert "venvs built" not in piped and "\x1b" not in piped, piped
     assert "[10.8.0.[1-3]] now on ray 2.60.0" in piped
+
+
+def test_a_terminal_shows_the_bytes_and_rate_of_the_wheels_pushed(tmp_path):
+    status, shown = run_install(tmp_path, terminal=True, script=WITH_WHEELHOUSE)
+    assert status == 0, shown
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert re.search(r"wheels pushed \S+/9\.0 MB \S+ 0:00:\d\d", plain), shown
+    assert "[10.8.0.[1-3]] pushed 2 MiB of wheels" in plain
+    status, piped = run_install(tmp_path, terminal=False, script=WITH_WHEELHOUSE)
+    assert status == 0, piped
+    assert "wheels pushed" not in piped and "\x1b" not in piped, piped

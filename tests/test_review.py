@@ -53,8 +53,8 @@ def test_install_subset_checks_python_against_the_unselected_head(review):
     head, worker = cluster.hosts
     for host in cluster.hosts:
         cluster.ssh(host, f"printf %s {shlex.quote(FAKE_PYTHON)} > /root/py && chmod +x /root/py")
-    cluster.ssh(head, "mkdir -p /root/fake-python && echo 'import platform; "
-                      "platform.python_version = lambda: \"3.99.0\"' "
+    cluster.ssh(head, "mkdir -p /root/fake-python && echo 'import sys; "
+                      "sys.version = \"3.99.0 \" + sys.version.split(\" \", 1)[1]' "
                       "> /root/fake-python/sitecustomize.py")
     result = run_inv("install", f"--hosts={worker.ip}", env=dict(env, INVOKE_RAY_PYTHON="/root/py"))
     assert result.returncode == 1, result.output

@@ -55,12 +55,13 @@ def test_each_node_gets_the_wheels_of_its_own_platform(monkeypatch, capsys):
         downloads.append(facts.machine)
         return f"/cache/{facts.machine}", False
 
-    def push(target, local):
+    def push(target, local, done):
         pushes[target.node] = local
         return 0
 
     monkeypatch.setattr(wheelhouse, "download", download)
     monkeypatch.setattr(wheelhouse, "push", push)
+    monkeypatch.setattr(wheelhouse, "wheel_bytes", lambda folders: 0)
     hosts = [host("head"), host("arm1", machine="aarch64"), host("x2"),
              host("arm2", machine="aarch64"), host("rv", machine="riscv64")]
     runner = FakeRunner()
