@@ -109,7 +109,6 @@ def update_plan(cluster, hosts, running):
 
 def finish(cluster, task, plans, *arguments):
     """Say each node's plan (identical ones once, the nodes folded), then end ``task``."""
-    report.mode.dry_run = True
     for host, lines in plans.items():
         cluster.runner.note(host, "dry run: " + lines[-1])
     report.host_lines({host.node: "would " + "; then ".join(lines)
