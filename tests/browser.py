@@ -14,6 +14,13 @@ import time
 CHROMIUM = "chromium"
 # The pipe's ends as chromium expects them: it reads commands on 3, answers on 4.
 COMMANDS_FD, ANSWERS_FD = 3, 4
+# What chromium answers an evaluation that a navigation of the page cut short.
+NAVIGATING = ("Inspected target navigated or closed", "Execution context was destroyed",
+              "Cannot find context with specified id")
+
+
+class PageNavigating(RuntimeError):
+    """The page was navigating while a script ran in it; ask again once it has loaded."""
 
 
 def unavailable_reason():
@@ -67,7 +74,10 @@ class Browser:
             answer = self._read(time.monotonic() + timeout)
             if answer.get("id") == self._next_id:
                 if "error" in answer:
-                    raise RuntimeError(f"{method}: {answer['error']}")
+                    error = f"{method}: {answer['error']}"
+                    if any(cause in error for cause in NAVIGATING):
+                        raise PageNavigating(error)
+                    raise RuntimeError(error)
                 return answer["result"]
 
     def _read(self, deadline):
@@ -92,14 +102,21 @@ class Browser:
         return answer["result"].get("value")
 
     def wait_for(self, expression, timeout=120):
-        """Wait until ``expression`` is true in the page; returns the page's text."""
+        """Wait until ``expression`` is true in the page (a navigation in between, as after
+        the log-in, is waited out); returns the page's text."""
         deadline = time.monotonic() + timeout
-        while not self.evaluate(expression):
+        while not self._holds(expression):
             if time.monotonic() > deadline:
                 raise AssertionError(f"the page never showed {expression}; it shows:\n"
                                      + str(self.evaluate("document.body.innerText")))
             time.sleep(0.5)
         return self.evaluate("document.body.innerText")
+
+    def _holds(self, expression):
+        try:
+            return self.evaluate(expression)
+        except PageNavigating:
+            return False
 
     def type_text(self, text):
         """Type ``text`` into the focused field, as from the keyboard."""

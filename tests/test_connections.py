@@ -58,8 +58,8 @@ def test_watch_liveness_bounds_a_dead_host_on_any_transport(carrier, monkeypatch
     transport = FakeTransport(silent=True, sock=sock)
     started = time.monotonic()
     watchdog = watch_liveness(transport, 0.05)
-    assert transport.closed.wait(3), "a silent host must be dropped"
-    assert time.monotonic() - started < 3
+    assert transport.closed.wait(10), "a silent host must be dropped"
+    assert time.monotonic() - started < 10
     watchdog.join(2)
     assert not watchdog.is_alive()
     sock.close()
@@ -82,8 +82,8 @@ def test_the_watchdog_closes_a_silent_connection():
     watchdog = Watchdog(transport, interval=0.01, deadline=0.1)
     started = time.monotonic()
     watchdog.start()
-    assert transport.closed.wait(3)
-    assert 0.1 <= time.monotonic() - started < 3
+    assert transport.closed.wait(10)
+    assert 0.1 <= time.monotonic() - started < 10
     assert transport.requests == 1
 
 

@@ -312,7 +312,7 @@ def test_ctrl_c_ends_the_task_and_nothing_more_is_sent(tmp_path):
     ran = subprocess.run([sys.executable, "-c", INTERRUPTED_RUN, journal, HEAD, W2, W3],
                          env=env, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 130, ran.stdout + ran.stderr
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 40
     message = ran.stderr.strip().splitlines()
     assert len(message) == 1 and message[0].startswith("interrupted: the steps under way were "
                                                         "cut off"), ran.stderr

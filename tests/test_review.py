@@ -103,7 +103,7 @@ def test_ctrl_c_while_a_node_joins_runs_nothing_on_a_host_after_it(review):
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=30)[0]
     assert process.returncode == 130, output
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15, "Ctrl-C did not end the start promptly"
     assert "interrupted: the steps under way were cut off" in output
     assert "Traceback" not in output
     time.sleep(5)
