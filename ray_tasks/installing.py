@@ -9,7 +9,7 @@ installation.
 import posixpath
 import sys
 
-from . import local_commands, ray_commands, report, uv_on_nodes, wheelhouse
+from . import local_commands, peer_wheels, ray_commands, report, uv_on_nodes, wheelhouse
 from .node_scripts import source
 from .hosts import StepError
 
@@ -109,8 +109,8 @@ def push_wheels(runner, settings, hosts, requirement, name, uv=False):
 
 def push_platform_wheels(runner, settings, facts, hosts, requirement, name, uv):
     """Download the wheels for the platform of ``facts`` (uv's too with ``uv``, where it has
-    one) and push them to ``hosts`` (all of that platform); returns the hosts that have
-    them."""
+    one) and deliver them to ``hosts`` (all of that platform: one pushed to, the others from
+    their peers); returns the hosts that have them."""
     try:
         local, cached = wheelhouse.download(settings, facts, requirement, name)
     except StepError as error:
@@ -120,10 +120,9 @@ def push_platform_wheels(runner, settings, facts, hosts, requirement, name, uv):
         return []
     report.say(f"wheelhouse: {name} " + ("(cached) " if cached else "") + f"in {local}")
     folders = [local] + (uv_on_nodes.wheel_folders(settings, facts, hosts) if uv else [])
-    with report.transfer("wheels pushed", wheelhouse.wheel_bytes(folders) * len(hosts)) as done:
-        return runner.each(
-            lambda host: f"pushed {wheelhouse.push(host, *folders, done=done) // 2**20} MiB "
-                         "of wheels", hosts).succeeded
+    with report.transfer("wheels delivered", wheelhouse.wheel_bytes(folders) * len(hosts)) \
+            as done:
+        return peer_wheels.Relays(settings, folders, done).distribute(runner, hosts)
 
 
 def prepare_venvs(runner, settings, hosts):

@@ -416,6 +416,12 @@ def node_python(python, script, *args):
     return shell.join(python, "-c", source(script), *args)
 
 
+def wheel_relay(python, home, action, *args):
+    """Run the wheel relay (shipped inline) on the node's wheels directory: ``fetch URL``,
+    ``serve ADDRESS PORT IDLE`` (both read the manifest on stdin) or ``stop PID``."""
+    return node_python(python, "wheel_relay.py", action, wheels_dir(home), *args)
+
+
 def interactive_shell(installation_directory):
     """Shell text for an operator's shell on a node: setup-env.sh sourced as by
     enter_cluster_env (saying so when there is none), then the login user's shell."""

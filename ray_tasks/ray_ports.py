@@ -1,8 +1,10 @@
 """Every port ray-tasks gives Ray, derived from the cluster's ``port`` (the head's GCS port).
 
 A cluster owns the block of ``BLOCK`` ports starting at its ``port``: the fixed ports of Ray's
-processes at the start of the block, the dashboard at ``port + 1886`` (8265 for the default
-port 6379, where operators expect it) and the worker processes' range after the fixed ports.
+processes at the start of the block, then the wheel relay's (ray-tasks' own, open only while
+``install`` or ``update`` passes the wheelhouse from node to node), the dashboard at
+``port + 1886`` (8265 for the default port 6379, where operators expect it) and the worker
+processes' range after the fixed ports.
 Two clusters whose ports differ by at least ``BLOCK`` (6379 and 8379) use disjoint ports.
 """
 
@@ -25,6 +27,7 @@ FIXED = (
 )
 # Ports only the head listens on (the dashboard on its loopback address only).
 HEAD_ONLY = ("GCS", "Ray client server", "dashboard")
+RELAY_OFFSET = 8
 
 
 HIGHEST_PORT = 65536 - BLOCK  # the highest ``port`` whose block fits below 65536
@@ -33,10 +36,11 @@ HIGHEST_PORT = 65536 - BLOCK  # the highest ``port`` whose block fits below 6553
 @dataclasses.dataclass(frozen=True)
 class PortPlan:
     """The ports of one cluster: ``fixed`` maps each name to its port, ``workers`` is the
-    (first, last) port of the worker range."""
+    (first, last) port of the worker range, ``relay`` the wheel relay's."""
 
     fixed: dict
     workers: tuple
+    relay: int
 
     def ports(self, head):
         """The fixed ports a node listens on (the head's ports too for ``head``)."""
@@ -46,7 +50,7 @@ class PortPlan:
     def all_ports(self):
         """Every port of the plan, the worker range included."""
         first, last = self.workers
-        return set(self.fixed.values()) | set(range(first, last + 1))
+        return set(self.fixed.values()) | set(range(first, last + 1)) | {self.relay}
 
     def start_args(self, head):
         """The `ray start` arguments giving Ray these ports (``--port`` for the ``head``
@@ -63,7 +67,7 @@ def plan(port):
     """The PortPlan of the cluster whose GCS listens on ``port`` (at most HIGHEST_PORT)."""
     first, last = WORKER_OFFSETS
     return PortPlan({name: port + offset for name, offset, _ in FIXED},
-                    (port + first, port + last))
+                    (port + first, port + last), port + RELAY_OFFSET)
 
 
 def overlap(port, other):

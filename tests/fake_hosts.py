@@ -152,6 +152,8 @@ class FakeCluster:
             (r"mkdir -m 700", self.claim),
             (r"runtest\.py", self.selftest),
             (r"touch (\S+\.cancel)", lambda node, match: self.cancelled.add(match[1])),
+            (r"wheel_relay\.py serve", lambda node, match: json.dumps({"pid": 4242})),
+            (r"wheel_relay\.py fetch (\S+) http://([\d.]+):\d+", self.fetch_wheels),
         ]
 
     def add(self, address, ray=None):
@@ -189,6 +191,7 @@ class FakeCluster:
         """Log ``command``, then answer it from the node's rules, else from its state."""
         command = command.replace(inline_script(), "node_state.py")
         command = command.replace(inline_script("network_check.py"), "network_check.py")
+        command = command.replace(inline_script("wheel_relay.py"), "wheel_relay.py")
         self.record(node, command)
         answer = next((answer for pattern, answer in node.rules if matches(pattern, command)),
                       None)
@@ -208,6 +211,16 @@ class FakeCluster:
                 printed = play(node, match)
                 return printed if isinstance(printed, tuple) else (0, printed or "", "")
         return 0, "", ""
+
+    def fetch_wheels(self, node, match):
+        """A node's wheel relay fetches its peer's wheels (all it holds)."""
+        folder = match[1].rstrip("/") + "/"
+        peer = self.nodes[match[2]]
+        wheels = {path: data for path, data in peer.files.items() if path.startswith(folder)}
+        if not wheels:
+            return 1, "", f"could not fetch from http://{peer.address}: refused"
+        node.files.update(wheels)
+        return json.dumps({"bytes": sum(len(data) for data in wheels.values())})
 
     def probe(self, node, match):
         """The real probe's answer with this node's facts."""

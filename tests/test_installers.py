@@ -94,8 +94,9 @@ def test_the_wheelhouse_pushes_uv_with_the_wheels_and_the_node_unpacks_it(fake, 
     ran = inv("install", f"--version={NEW}", "--wheelhouse")
     assert ran.code == 0, ran.out + ran.err
     for node in nodes:
-        assert node.sent(f"put {HOME}/.ray-tasks/wheels/uv-{UV}-py3-none-manylinux_2_17")
-        assert node.sent(f"put {HOME}/.ray-tasks/wheels/pip-25.3-py3-none-any.whl")
+        assert f"{HOME}/.ray-tasks/wheels/uv-{UV}-py3-none-manylinux_2_17_x86_64.whl" in \
+            node.files
+        assert f"{HOME}/.ray-tasks/wheels/pip-25.3-py3-none-any.whl" in node.files
         [up] = node.sent(UV_UP)
         assert "unpack_uv.py" in up and "pip install" not in up
         [build] = node.sent(BUILD)

@@ -210,7 +210,7 @@ sys.exit(run_inv("install", "--version=2.60.0"))
 """
 
 # The same with the wheelhouse: the controller's download faked by a folder of 3 wheels of
-# 1 MB (uv's and pip's folder among them), pushed to each node.
+# 1 MB (uv's and pip's folder among them), pushed to the head, fetched from it by the others.
 WITH_WHEELHOUSE = ON_A_TERMINAL.replace("""sys.exit(run_inv("install", "--version=2.60.0"))""", """
 import os, tempfile
 from ray_tasks import wheelhouse
@@ -268,12 +268,13 @@ def test_a_terminal_shows_a_live_progress_line_and_a_pipe_plain_lines(tmp_path):
     assert "[10.8.0.[1-3]] now on ray 2.60.0" in piped
 
 
-def test_a_terminal_shows_the_bytes_and_rate_of_the_wheels_pushed(tmp_path):
+def test_a_terminal_shows_the_bytes_and_rate_of_the_wheels_delivered(tmp_path):
     status, shown = run_install(tmp_path, terminal=True, script=WITH_WHEELHOUSE)
     assert status == 0, shown
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
-    assert re.search(r"wheels pushed \S+/9\.0 MB \S+ 0:00:\d\d", plain), shown
-    assert "[10.8.0.[1-3]] pushed 2 MiB of wheels" in plain
+    assert re.search(r"wheels delivered 9\.0/9\.0 MB [^\n]*0:00:\d\d", plain), shown
+    assert "[10.8.0.1] pushed 2 MiB of wheels" in plain
+    assert "[10.8.0.[2-3]] got 2 MiB of wheels from a peer node (sha256 checked)" in plain
     status, piped = run_install(tmp_path, terminal=False, script=WITH_WHEELHOUSE)
     assert status == 0, piped
-    assert "wheels pushed" not in piped and "\x1b" not in piped, piped
+    assert "wheels delivered" not in piped and "\x1b" not in piped, piped

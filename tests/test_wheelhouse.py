@@ -1,9 +1,9 @@
 """The wheelhouse downloads once per platform of the nodes (Python, machine, glibc) and
-pushes each download only to the nodes of its platform."""
+delivers each download only to the nodes of its platform."""
 
 from types import SimpleNamespace
 
-from ray_tasks import installing, wheelhouse
+from ray_tasks import installing, peer_wheels, wheelhouse
 
 
 def host(name, python="3.11.2", machine="x86_64", glibc="2.36"):
@@ -55,12 +55,16 @@ def test_each_node_gets_the_wheels_of_its_own_platform(monkeypatch, capsys):
         downloads.append(facts.machine)
         return f"/cache/{facts.machine}", False
 
-    def push(target, local, done):
-        pushes[target.node] = local
-        return 0
+    class Delivery:
+        def __init__(self, settings, folders, done):
+            self.folders = folders
+
+        def distribute(self, runner, hosts):
+            pushes.update((target.node, self.folders[0]) for target in hosts)
+            return hosts
 
     monkeypatch.setattr(wheelhouse, "download", download)
-    monkeypatch.setattr(wheelhouse, "push", push)
+    monkeypatch.setattr(peer_wheels, "Relays", Delivery)
     monkeypatch.setattr(wheelhouse, "wheel_bytes", lambda folders: 0)
     hosts = [host("head"), host("arm1", machine="aarch64"), host("x2"),
              host("arm2", machine="aarch64"), host("rv", machine="riscv64")]
