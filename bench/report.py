@@ -11,7 +11,7 @@ import typing
 
 class Rows(typing.NamedTuple):
     """The measurements: the rows ({column: value}) of each table, and ``extra``, {what:
-    seconds} of the commands timed once."""
+    seconds, or a ratio as text} of the commands timed apart."""
 
     lifecycle: list
     extra: dict
@@ -39,6 +39,15 @@ def compare_ray_up(rows):
             row["ray up / inv start"] = row["ray up (all alive)"] / starts[row["hosts"]]
 
 
+def compare_installs(rows):
+    """Add, to each install row, its bytes sent to the hosts and its own work over those of
+    the row of 1 host (the controller's link should carry the wheels once whatever N)."""
+    one = next((row for row in rows.installs if row["hosts"] == 1), None)
+    for row in rows.installs if one else []:
+        row["sent / 1 host's"] = row["to the hosts MiB"] / one["to the hosts MiB"]
+        row["own work / 1 host's"] = row["own work"] / one["own work"]
+
+
 def machine():
     """This machine in one line: name, cores, memory, system, Python."""
     return (f"{platform.node()}: {os.cpu_count()} cores, "
@@ -52,8 +61,9 @@ def text(stamp, runs, rows):
     if rows.lifecycle:
         lines.append(markdown("Cluster start and stop (seconds)", rows.lifecycle))
     if rows.extra:
-        lines.append("\n".join(f"- {name}: {seconds:.1f} s"
-                               for name, seconds in rows.extra.items()) + "\n")
+        lines.append("\n".join(f"- {name}: {value:.1f} s" if isinstance(value, float)
+                               else f"- {name}: {value}"
+                               for name, value in rows.extra.items()) + "\n")
     if rows.ray_up:
         lines.append(markdown("Ray's cluster launcher, local provider (seconds)", rows.ray_up))
     if rows.installs:
@@ -106,6 +116,7 @@ def plot_panel(axis, title, rows):
 def write(folder, stamp, runs, rows):
     """Write ``folder``/STAMP.md and STAMP.png, and print the report."""
     compare_ray_up(rows)
+    compare_installs(rows)
     os.makedirs(folder, exist_ok=True)
     report = os.path.join(folder, f"{stamp}.md")
     content = text(stamp, runs, rows)

@@ -228,15 +228,20 @@ def parallel_start(cluster, head, workers):
 
 
 def restart_and_update(cluster, runs):
-    """`inv restart-workers` and `inv update` to 2.59.0 and back, on the first 3 hosts."""
+    """`inv restart-workers`, and `inv update` to 2.59.0 (its wheels cached, venvs built)
+    and back (venvs kept) against `inv stop` + `inv start`, on the first 3 hosts."""
     three = environment(cluster, cluster.hosts[:3], "three")
     inv(three, "start")
     extra = {"restart-workers (N=3)": median(
         [inv(three, "restart-workers")[0] for _ in range(runs)])}
+    extra["stop + start, N=3"] = median(
+        [inv(three, "stop")[0] + inv(three, "start")[0] for _ in range(runs)])
     extra["update to 2.59.0 (builds the venvs), N=3"] = inv(
         three, "update", "--version=2.59.0")[0]
     extra["update back to 2.60.0 (venvs kept), N=3"] = inv(
         three, "update", "--version=2.60.0")[0]
+    extra["update (builds) / (stop + start)"] = \
+        f"{extra['update to 2.59.0 (builds the venvs), N=3'] / extra['stop + start, N=3']:.2f}"
     inv(three, "stop")
     return extra
 
