@@ -33,6 +33,7 @@ from host_state import HOME, ray_processes  # noqa: E402
 from netns_cluster import NetnsCluster  # noqa: E402
 
 from ray_tasks import config, ray_commands  # noqa: E402
+from ray_tasks.node_settings import NodeSettings  # noqa: E402
 
 VENV_BIN = ray_commands.venv_link(HOME) + "/bin"
 SETTINGS = config.from_mapping({"object_store_memory": "80M", "num_workers": 1})
@@ -157,8 +158,9 @@ def fanout_row(cluster, hosts, runs):
 
 def start_command(host, head=None):
     address = f"{head.ip}:{SETTINGS.port}" if head else None
-    return ray_commands.ray_start(SETTINGS, HOME, host.ip, SETTINGS.num_workers,
-                                  head_address=address, timeout=120)
+    resources = ray_commands.resource_args(NodeSettings().over(SETTINGS))
+    return ray_commands.ray_start(SETTINGS, HOME, host.ip, resources, head_address=address,
+                                  timeout=120)
 
 
 def lifecycle(counts, runs):

@@ -212,6 +212,12 @@ class Runner:
         """Print the summary (with --json, the JSON document, with the task's ``details``);
         exit non-zero naming the failed hosts, if any, and the command that retries ``task``
         (with its positional ``arguments``) on them."""
+        self.summarize(task, *arguments, details=details)
+        report.verdict(task, self.outcomes, self.settings, config.DEFAULTS, arguments)
+
+    def summarize(self, task, *arguments, details=None):
+        """Print the summary (with --json, the JSON document) as things stand, without
+        ending the task: for a task that goes on (a tunnel) or exits its own way."""
         seconds = time.monotonic() - self.started
         log = tracebacks.log_path() if self.logged else None
         if report.mode.json:
@@ -221,4 +227,3 @@ class Runner:
             report.json_summary(task, self.outcomes, seconds, log, retry, details)
         else:
             report.summary(task, self.outcomes, seconds, log)
-        report.verdict(task, self.outcomes, self.settings, config.DEFAULTS, arguments)

@@ -9,10 +9,12 @@ import socket
 import urllib.error
 import urllib.request
 
+import jsonschema
 import pytest
 
 from browser import Browser, unavailable_reason
 from conftest import read_until, start_inv
+from test_output import readme_schema
 
 TOKEN_FIELD = "document.querySelector('input[placeholder=\"Enter your authentication token\"]')"
 SUBMIT = ("[...document.querySelectorAll('button')]"
@@ -32,12 +34,13 @@ def browser():
 
 @pytest.fixture
 def tunnel(running):
-    """`inv dashboard` running; yields its URL and what it printed."""
+    """`inv dashboard --json` running; yields its URL and what it printed (its JSON document
+    last, printed once the tunnel is open)."""
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    process = start_inv(running, "dashboard", f"--local-port={port}")
+    process = start_inv(running, "dashboard", f"--local-port={port}", "--json")
     try:
-        said = "".join(read_until(process, "log in:", timeout=60))
+        said = "".join(read_until(process, '"task": "dashboard"', timeout=60))
         yield f"http://127.0.0.1:{port}", said
     finally:
         process.send_signal(signal.SIGINT)
@@ -54,6 +57,9 @@ def test_dashboard_shows_the_cluster_nodes_after_the_token_log_in(netns_cluster,
     with open(running["INVOKE_RAY_AUTH_TOKEN_FILE"]) as handle:
         token = handle.read().strip()
     assert running["INVOKE_RAY_AUTH_TOKEN_FILE"] in said
+    document = json.loads(said.splitlines()[-1])
+    jsonschema.validate(document, readme_schema())
+    assert document["url"] == url and document["ok"], document
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{url}/nodes?view=summary", timeout=20)
     assert refused.value.code == 401

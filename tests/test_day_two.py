@@ -4,6 +4,7 @@ logs after a node's raylet was killed, attach through a pseudo-terminal.
 The scenarios share one cluster and run in order; each checks the hosts' or Ray's real
 state, not ray-tasks' own words alone."""
 
+import json
 import os
 import pty
 import re
@@ -12,11 +13,13 @@ import signal
 import subprocess
 import time
 
+import jsonschema
 import pytest
 
 from as_user import REPO, inv_command
 from conftest import namespaced_cluster, run_inv, user_env
 from test_day_two_logic import write
+from test_output import readme_schema
 
 TAG = (os.getpid() + 113) % 10000
 
@@ -53,6 +56,27 @@ def test_submit_streams_the_output_and_exits_with_the_jobs_status(day_two):
     listed = run_inv("jobs", env=env)
     assert listed.returncode == 0, listed.output
     assert re.search(rf"^{ident}\s+FAILED\s", listed.output, re.M), listed.output
+
+
+def test_submit_json_documents_the_failed_job_and_one_left_running(day_two):
+    cluster, env = day_two
+    script = write(os.path.join(cluster.base, "jobs", "fails_json.py"),
+                   "import sys\nsys.exit(4)\n")
+    failed = run_inv("submit", script, "--json", env=env)
+    assert failed.returncode == 4, failed.output
+    document = json.loads(failed.stdout)
+    jsonschema.validate(document, readme_schema())
+    assert document["ok"] is False and document["failed"] == [cluster.hosts[0].ip], document
+    assert document["hosts"][0]["message"].startswith(f"job {document['job']} FAILED"), \
+        document
+    sleeper = write(os.path.join(cluster.base, "jobs", "sleeps.py"),
+                    "import time\ntime.sleep(600)\n")
+    left = run_inv("submit", sleeper, "--no-wait", "--json", env=env)
+    assert left.returncode == 0, left.output
+    document = json.loads(left.stdout)
+    jsonschema.validate(document, readme_schema())
+    assert document["ok"] and document["job"] in document["hosts"][0]["message"], document
+    assert run_inv("job-stop", document["job"], env=env).returncode == 0
 
 
 def test_working_dir_modules_import_in_the_job_and_its_tasks(day_two):

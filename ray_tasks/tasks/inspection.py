@@ -154,6 +154,16 @@ def wait_listening(port, timeout=10):
             time.sleep(0.05)
 
 
+def say_open(runner, head, url, what, after=""):
+    """Say where the dashboard is and how to log in (with --json, the document too, its
+    ``url`` added, while the tunnel stays open)."""
+    report.say(f"{what}: {url}{after}")
+    report.say(log_in_hint(runner.settings))
+    if report.mode.json:
+        runner.note(head, f"dashboard at {url}")
+        runner.summarize("dashboard", details={"url": url})
+
+
 def log_in_hint(settings):
     """How a browser logs in to the dashboard: the page asks for the cluster's token once
     (the tunnel does not add it: any local user can reach a local port)."""
@@ -185,8 +195,7 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
             runner.finish("dashboard")
         remote_port = ray_ports.plan(cluster.ray_port()).fixed["dashboard"]
         if cluster.local:
-            report.say(f"dashboard: http://127.0.0.1:{remote_port}")
-            report.say(log_in_hint(cluster.settings))
+            say_open(runner, head, f"http://127.0.0.1:{remote_port}", "dashboard")
             return
         local_port = free_local_port(remote_port) if local_port is None else local_port
         url = f"http://127.0.0.1:{local_port}"
@@ -196,8 +205,8 @@ def dashboard(c, local_port=None, nodes=None, hosts=None, key_file=None, usernam
                 local_port, remote_port=remote_port, remote_host="127.0.0.1",
                 local_host="127.0.0.1"):
             wait_listening(local_port)
-            report.say(f"dashboard of {head.node}: {url}  (Ctrl-C closes the tunnel)")
-            report.say(log_in_hint(cluster.settings))
+            say_open(runner, head, url, f"dashboard of {head.node}",
+                     "  (Ctrl-C closes the tunnel)")
             signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
                 threading.Event().wait()

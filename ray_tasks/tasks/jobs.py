@@ -43,11 +43,14 @@ def on_head(cluster, step, task_name, *arguments):
 
 def end_with_job(cluster, task_name, job_id, *arguments):
     """End the task with the finished job's status: the summary when it succeeded, else exit
-    with its exit code (or 1) naming its status."""
+    with its exit code (or 1) naming its status (with --json, after the document)."""
     code, line = on_head(cluster, lambda head: jobs.outcome(job_id, jobs.status(head, job_id)),
                          task_name, *arguments)
     if code:
-        raise Exit(line, code=code)
+        cluster.runner.fail(cluster.head, line)
+        if report.mode.json:
+            cluster.runner.summarize(task_name, *arguments, details={"job": job_id})
+        raise Exit(code=code)
     report.say(line)
     cluster.runner.note(cluster.head, line)
     cluster.runner.finish(task_name, *arguments, details={"job": job_id})
@@ -78,6 +81,9 @@ def submit(c, script, args="", working_dir=None, no_wait=False, nodes=None, host
         report.host_line(cluster.head.node, message)
         if no_wait:
             report.say(job_watch.how_to_follow(job_id))
+            cluster.runner.note(cluster.head, message)
+            if report.mode.json:
+                cluster.runner.summarize("submit", script, details={"job": job_id})
             return
         if not on_head(cluster, lambda head: job_watch.follow(head, job_id), "job-logs",
                        job_id, "--follow"):
