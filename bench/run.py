@@ -9,6 +9,7 @@ its hosts. Times are wall-clock seconds of whole commands, as an operator would 
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import getpass
 import glob
@@ -290,7 +291,10 @@ def install_row(cluster, hosts, link, runs):
            "install, wheels cached": measured["cached"], "selftest alone": measured["selftest"],
            "own work": measured["cached"] - measured["selftest"],
            "floor (scp + uv, 1 host)": measured["floor"],
-           "own work / floor": (measured["cached"] - measured["selftest"]) / measured["floor"]}
+           "own work / floor": (measured["cached"] - measured["selftest"]) / measured["floor"],
+           "floor, every host at once": measured["floor at once"],
+           "own work / that": (measured["cached"] - measured["selftest"])
+           / measured["floor at once"]}
     print(f"install {len(hosts)}: {row}", flush=True)
     return row
 
@@ -311,7 +315,8 @@ def install_run(cluster, env, hosts, link, cache_name):
     wipe(cluster, hosts)
     sample["cached"] = inv(env, "install")[0]
     sample["selftest"] = inv(env, "selftest")[0]
-    sample["floor"] = install_floor(cluster, hosts[0], cache)
+    sample["floor"] = install_floor(cluster, hosts[:1], cache)
+    sample["floor at once"] = install_floor(cluster, hosts, cache)
     shutil.rmtree(cache)
     return sample
 
@@ -322,23 +327,32 @@ def wipe(cluster, hosts):
         ssh(cluster, host, f"rm -rf {HOME} /root/.cache/uv")
 
 
-def install_floor(cluster, host, cache):
-    """Installing Ray on ``host`` by hand, as fast as it goes: the cached wheels and this
-    machine's uv binary over plain scp, then `uv venv` and `uv pip install --no-index
-    --compile-bytecode` into a fresh venv (a fresh uv cache)."""
+def install_floor(cluster, hosts, cache):
+    """Installing Ray on ``hosts`` by hand, as fast as it goes, on all of them at once: the
+    cached wheels and this machine's uv binary over plain scp, then `uv venv` and `uv pip
+    install --no-index --compile-bytecode` into a fresh venv (a fresh uv cache); the seconds
+    until the last host is done."""
     folder = "/root/floor"
     wheels = glob.glob(os.path.join(cache, "ray*", "*.whl"))
     uv = os.path.join(os.path.dirname(sys.executable), "uv")
-    ssh(cluster, host, f"rm -rf {folder} && mkdir -p {folder}/wheels")
-    started = time.monotonic()
-    run(["scp", "-q", *cluster.ssh_options(), *wheels, uv, f"root@{host.ip}:{folder}/wheels/"])
     requirement = f"ray[default]=={config.DEFAULTS['version']}"
-    ssh(cluster, host, f"cd {folder} && export UV_CACHE_DIR={folder}/cache && wheels/uv venv -q "
-                       "--python /usr/bin/python3 venv && wheels/uv pip install -q --python "
-                       "venv/bin/python --no-index --find-links wheels --compile-bytecode "
-                       f"{shlex.quote(requirement)}")
+    for host in hosts:
+        ssh(cluster, host, f"rm -rf {folder} && mkdir -p {folder}/wheels")
+
+    def by_hand(host):
+        run(["scp", "-q", *cluster.ssh_options(), *wheels, uv,
+             f"root@{host.ip}:{folder}/wheels/"])
+        ssh(cluster, host, f"cd {folder} && export UV_CACHE_DIR={folder}/cache && wheels/uv "
+                           "venv -q --python /usr/bin/python3 venv && wheels/uv pip install -q "
+                           "--python venv/bin/python --no-index --find-links wheels "
+                           f"--compile-bytecode {shlex.quote(requirement)}")
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
+        list(pool.map(by_hand, hosts))
     seconds = time.monotonic() - started
-    ssh(cluster, host, f"rm -rf {folder}")
+    for host in hosts:
+        ssh(cluster, host, f"rm -rf {folder}")
     return seconds
 
 

@@ -19,7 +19,7 @@ from . import ray_commands, ray_ports, wheelhouse
 from .hosts import StepError, json_answer
 
 FANOUT = 2
-IDLE = 60
+IDLE = 300  # seconds; long enough for a round on a slow network
 
 
 def manifest(local_dirs):
@@ -57,8 +57,7 @@ class Relays:
 
     def __init__(self, settings, local_dirs, done):
         self.settings, self.local_dirs, self.done = settings, local_dirs, done
-        self.listing = manifest(local_dirs)
-        self.total = sum(size for size, _ in self.listing.values())
+        self.listing, self.total = {}, 0  # the manifest, made when a node is to fetch
         self.pids = {}  # host -> the PID of the relay serving there
         self.refused = ""  # why the first relay could not serve
 
@@ -66,6 +65,8 @@ class Relays:
         """Give each of ``hosts`` the wheels; returns those that have them."""
         if len(hosts) == 1:
             return runner.each(self.push, hosts).succeeded
+        self.listing = manifest(self.local_dirs)
+        self.total = sum(size for size, _ in self.listing.values())
         candidates, seeded = list(hosts), []
         while candidates and not seeded:
             seeded = runner.each(self.seed, [candidates.pop(0)]).succeeded
