@@ -307,13 +307,16 @@ def install_run(cluster, env, hosts, link, cache_name):
     env = dict(env, INVOKE_RAY_WHEEL_CACHE=cache)
     wipe(cluster, hosts)
     network, pushed = received(link), interface_bytes(cluster.bridge, "tx")
+    os.sync()
     sample = {"first": inv(env, "install")[0]}
     sample["network"] = received(link) - network
     sample["pushed"] = interface_bytes(cluster.bridge, "tx") - pushed
     sample["fetched"] = tree_bytes(cache)
     sample["second"] = inv(env, "install")[0]
     wipe(cluster, hosts)
+    os.sync()
     sample["cached"] = inv(env, "install")[0]
+    os.sync()
     sample["selftest"] = inv(env, "selftest")[0]
     sample["floor"] = install_floor(cluster, hosts[:1], cache)
     sample["floor at once"] = install_floor(cluster, hosts, cache)
@@ -322,7 +325,9 @@ def install_run(cluster, env, hosts, link, cache_name):
 
 
 def wipe(cluster, hosts):
-    """Make ``hosts`` fresh: nothing of ray-tasks or uv on them."""
+    """Make ``hosts`` fresh: nothing of ray-tasks or uv on them. (Each timed install or floor
+    starts after an ``os.sync()``: the hosts share this machine's disk, and the writes a wipe
+    or an earlier step left to flush would land on whichever command runs next.)"""
     for host in hosts:
         ssh(cluster, host, f"rm -rf {HOME} /root/.cache/uv")
 
@@ -347,6 +352,7 @@ def install_floor(cluster, hosts, cache):
                            "--python venv/bin/python --no-index --find-links wheels "
                            f"--compile-bytecode {shlex.quote(requirement)}")
 
+    os.sync()
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
         list(pool.map(by_hand, hosts))
