@@ -5,6 +5,7 @@ the node-side relay for real on this machine (checksums, what it serves, ending 
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,6 +41,22 @@ def test_only_the_head_is_pushed_to_and_the_others_fetch_from_a_peer(fake, inv, 
         assert node.sent("wheel_relay.py stop"), "a relay was left running"
     assert f"[{w2.address[:-1]}[2-3]] got 0 MiB of wheels from a peer node (sha256 checked)" \
         in ran.out
+
+
+def test_at_ten_nodes_each_fetches_from_a_node_that_already_had_them(fake, inv, downloads):
+    nodes = [fake.add(f"10.9.0.{number}") for number in range(1, 11)]
+    ran = inv("install", f"--version={NEW}", "--wheelhouse")
+    assert ran.code == 0, ran.out + ran.err
+    assert [node.address for node in nodes if node.sent("put " + WHEELS)] == ["10.9.0.1"]
+    sources = {}
+    for node in nodes[1:]:
+        [fetch] = node.sent("wheel_relay.py fetch")
+        sources[node.address] = re.search(r"http://([\d.]+):", fetch)[1]
+        assert RAY_WHEEL in node.files
+    served = list(sources.values())
+    rounds = 3  # 1 node has them, then 3, 9, 10
+    assert max(served.count(source) for source in served) <= peer_wheels.FANOUT * rounds
+    assert len(set(served) - {"10.9.0.1"}) >= 2, "the others barely served"
 
 
 def test_a_node_that_cannot_fetch_is_pushed_to_directly_and_says_why(fake, inv, downloads):
