@@ -42,23 +42,25 @@ def test_install_older_release_offline_from_wheelhouse(netns_cluster, cluster_en
     for host in netns_cluster.hosts:
         routes = netns_cluster.ssh(host, "ip route").stdout
         assert "default" not in routes, "test hosts must have no way out"
+    wheels_dir, venv = node_path("wheels"), node_path("venv")
+    for host in netns_cluster.hosts:  # the session's earlier modules left wheels and venvs
+        assert netns_cluster.ssh(host, f"rm -rf {wheels_dir} {node_path('venvs')}/ray-{OLD_RAY}-*"
+                                       f" && {{ [ -e {venv} ] || rm -f {venv}; }}").returncode == 0
     before = sent_to_hosts(netns_cluster)
     first = run_inv("install", f"--version={OLD_RAY}", env=cluster_env)
     sent = sent_to_hosts(netns_cluster) - before
     assert first.returncode == 0, first.output
     assert venv_versions(netns_cluster) == {host.name: OLD_RAY for host in netns_cluster.hosts}
-    wheels = {host.name: netns_cluster.ssh(host, f"cd {node_path('wheels')} && sha256sum "
-                                                 "*.whl").stdout
+    wheels = {host.name: netns_cluster.ssh(host, f"cd {wheels_dir} && sha256sum *.whl").stdout
               for host in netns_cluster.hosts}
     assert len(set(wheels.values())) == 1, "the nodes hold different wheels"
-    one_copy = int(netns_cluster.ssh(netns_cluster.hosts[0], f"cat {node_path('wheels')}/*.whl "
-                                                             "| wc -c").stdout)
+    one_copy = int(netns_cluster.ssh(netns_cluster.hosts[0], f"cat {wheels_dir}/*.whl | wc -c")
+                   .stdout)
     assert sent < 1.3 * one_copy, f"the controller sent {sent} bytes for {one_copy} of wheels"
     peers = fold(host.ip for host in netns_cluster.hosts[1:])
     assert f"[{peers}] got {one_copy // 2**20} MiB of wheels from a peer node (sha256 " \
            "checked)" in first.output, first.output
     assert f"(uv {uv_on_nodes.release()})" in first.output, first.output
-    venv = node_path("venv")
     for host in netns_cluster.hosts:
         built = netns_cluster.ssh(host, f"grep -x 'uv = {uv_on_nodes.release()}' "
                                         f"{venv}/pyvenv.cfg && cat {venv}/.selftest")
