@@ -22,7 +22,8 @@ def venv_plan(host, settings):
     if not host.facts.venv_support:
         lines.append(f"install {ray_commands.venv_package(host.facts.python)} as root")
     if settings.wheelhouse:
-        lines.append(f"receive the wheels of {settings.requirement} and uv from this machine")
+        lines.append(f"receive the wheels of {settings.requirement} and uv (from this machine, "
+                     "or from a node that has them, on the relay port)")
     lines.append(f"build venv {ray_commands.state_path(host.home, 'venvs', wanted)} "
                  f"({settings.requirement}) with uv {uv_on_nodes.release()}, or pip where uv "
                  "does not come up")
