@@ -47,6 +47,12 @@ def url(host, settings):
     return f"http://{address}:{ray_ports.plan(settings.port).relay}"
 
 
+def last_word(result):
+    """Why a relay command failed: the last line it printed on stderr, else its exit."""
+    said = result.stderr.strip().splitlines()
+    return said[-1] if said else f"exit {result.exited}"
+
+
 def mib(count):
     return f"{count // 2**20} MiB"
 
@@ -113,9 +119,7 @@ class Relays:
         result = host.run(command, f"fetch the wheels from {source.node}", check=False,
                           stdin=json.dumps(self.listing))
         if result.exited != 0:
-            said = result.stderr.strip().splitlines()
-            raise StepError(f"could not fetch them from {source.node}: "
-                            + (said[-1] if said else f"exit {result.exited}"))
+            raise StepError(f"could not fetch them from {source.node}: {last_word(result)}")
         return json_answer(result, "the wheel relay's answer is not JSON")["bytes"]
 
     def serve(self, host):
@@ -128,8 +132,7 @@ class Relays:
             if result.exited == 0:
                 self.pids[host] = json_answer(result, "the relay's answer is not JSON")["pid"]
                 return
-            said = result.stderr.strip().splitlines()
-            reason = said[-1] if said else f"exit {result.exited}"
+            reason = last_word(result)
         except StepError as error:
             reason = error.message
         self.refused = self.refused or f"{host.node}: {reason}"
