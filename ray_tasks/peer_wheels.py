@@ -63,7 +63,7 @@ class Relays:
 
     def __init__(self, settings, local_dirs, done):
         self.settings, self.local_dirs, self.done = settings, local_dirs, done
-        self.listing, self.total = {}, 0  # the manifest, made when a node is to fetch
+        self.manifest, self.total = "", 0  # the manifest (JSON), made when a node fetches
         self.pids = {}  # host -> the PID of the relay serving there
         self.refused = ""  # why the first relay could not serve
 
@@ -71,8 +71,9 @@ class Relays:
         """Give each of ``hosts`` the wheels; returns those that have them."""
         if len(hosts) == 1:
             return runner.each(self.push, hosts).succeeded
-        self.listing = manifest(self.local_dirs)
-        self.total = sum(size for size, _ in self.listing.values())
+        listing = manifest(self.local_dirs)
+        self.manifest = json.dumps(listing)
+        self.total = sum(size for size, _ in listing.values())
         candidates, seeded = list(hosts), []
         while candidates and not seeded:
             seeded = runner.each(self.seed, [candidates.pop(0)]).succeeded
@@ -117,7 +118,7 @@ class Relays:
         command = ray_commands.wheel_relay(self.settings.python, host.home, "fetch",
                                            url(source, self.settings))
         result = host.run(command, f"fetch the wheels from {source.node}", check=False,
-                          stdin=json.dumps(self.listing))
+                          stdin=self.manifest)
         if result.exited != 0:
             raise StepError(f"could not fetch them from {source.node}: {last_word(result)}")
         return json_answer(result, "the wheel relay's answer is not JSON")["bytes"]
@@ -128,7 +129,7 @@ class Relays:
                                            ray_ports.plan(self.settings.port).relay, IDLE)
         try:
             result = host.run(command, "serve the wheels", check=False,
-                              stdin=json.dumps(self.listing))
+                              stdin=self.manifest)
             if result.exited == 0:
                 self.pids[host] = json_answer(result, "the relay's answer is not JSON")["pid"]
                 return
